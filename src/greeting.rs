@@ -1,0 +1,105 @@
+//! The one response hellod sends, built once at start-up, and the access log line.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use tiny_http::{Header, Request, Response, StatusCode};
+
+pub struct Greeting {
+    status: StatusCode,
+    headers: Vec<Header>,
+    body: &'static [u8],
+}
+
+impl Greeting {
+    pub fn new(text: &str, status: u16) -> Greeting {
+        // 205 and 304 must not carry content; tiny_http drops a 304's body by itself and keeps its
+        // Content-Length, which then tells the size a 200 would have had, as RFC 9110 allows.
+        let body = if status == 205 { "" } else { text };
+        let header = |name: &str, value: &str| {
+            Header::from_bytes(name, value).expect("fixed ASCII header is valid")
+        };
+        Greeting {
+            status: StatusCode(status),
+            headers: vec![
+                header("Server", "hellod"),
+                header("Content-Type", "text/plain; charset=utf-8"),
+            ],
+            // Lives as long as the process; leaking it once lets every response borrow it.
+            body: Box::leak(body.to_owned().into_boxed_str()).as_bytes(),
+        }
+    }
+
+    pub fn response(&self) -> Response<&'static [u8]> {
+        Response::new(
+            self.status,
+            self.headers.clone(),
+            self.body,
+            Some(self.body.len()),
+            None,
+        )
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status.0
+    }
+
+    /// Bytes of body a response to `request` carries.
+    pub fn body_len(&self, request: &Request) -> usize {
+        match (request.method(), self.status.0) {
+            (tiny_http::Method::Head, _) | (_, 304) => 0,
+            _ => self.body.len(),
+        }
+    }
+}
+
+/// `[date] client "METHOD URL HTTP/x.y" status bytes`, with anything but printable ASCII escaped,
+/// so that a request cannot forge or break log lines.
+pub fn access_log_line(request: &Request, status: u16, bytes: usize) -> String {
+    let mut line = String::with_capacity(96);
+    let date = httpdate::fmt_http_date(SystemTime::now());
+    let client = request
+        .remote_addr()
+        .map_or_else(|| "-".to_owned(), SocketAddr::to_string);
+    let _ = write!(line, "[{date}] {client} \"");
+    escape_into(&mut line, request.method().as_str());
+    line.push(' ');
+    escape_into(&mut line, request.url());
+    let _ = write!(line, " HTTP/{}\" {status} {bytes}", request.http_version());
+    line
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for byte in text.bytes() {
+        match byte {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(byte as char);
+            }
+            0x20..=0x7e => out.push(byte as char),
+            _ => {
+                let _ = write!(out, "\\x{byte:02x}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_into;
+
+    fn escaped(text: &str) -> String {
+        let mut out = String::new();
+        escape_into(&mut out, text);
+        out
+    }
+
+    #[test]
+    fn control_bytes_and_quotes_are_escaped() {
+        assert_eq!(escaped("/a b"), "/a b");
+        assert_eq!(escaped("/\r\n\x1b[31m"), "/\\x0d\\x0a\\x1b[31m");
+        assert_eq!(escaped("/\"q\"\\"), "/\\\"q\\\"\\\\");
+        assert_eq!(escaped("/\u{7f}é"), "/\\x7f\\xc3\\xa9");
+    }
+}

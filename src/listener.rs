@@ -1,0 +1,57 @@
+//! The listening socket: built here rather than by tiny_http, for its backlog, its dual-stack
+//! default and the options that accepted connections inherit from it.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use crate::config::Listen;
+use crate::tiny_http_gaps;
+
+/// Go's backlog; the kernel caps it at `net.core.somaxconn`. tiny_http's own bind uses 128.
+const BACKLOG: i32 = 4096;
+
+/// Opens the listening socket, ready for tiny_http.
+pub fn open(listen: Listen, read_timeout: Duration) -> io::Result<TcpListener> {
+    let socket = match listen {
+        Listen::AnyAddress(port) => {
+            match bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+                Err(error) if ipv6_unavailable(&error) => {
+                    bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))?
+                }
+                other => other?,
+            }
+        }
+        Listen::Exact(addr) => bind(addr)?,
+    };
+    tiny_http_gaps::tune_listener(&socket, read_timeout)?;
+    Ok(socket.into())
+}
+
+fn bind(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    // A restarted server must not wait for the old one's TIME_WAIT connections.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket)
+}
+
+fn ipv6_unavailable(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    if let Some(code) = error.raw_os_error() {
+        return [
+            libc::EAFNOSUPPORT,
+            libc::EADDRNOTAVAIL,
+            libc::EPROTONOSUPPORT,
+        ]
+        .contains(&code);
+    }
+    error.kind() == io::ErrorKind::AddrNotAvailable
+}

@@ -1,0 +1,49 @@
+use std::process::ExitCode;
+
+use hellod::config::{self, Command};
+
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: hellod::tiny_http_gaps::HugeAllocations = hellod::tiny_http_gaps::HugeAllocations;
+
+fn main() -> ExitCode {
+    let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let command = config::parse(
+        std::env::args_os().skip(1),
+        |name| std::env::var_os(name),
+        default_workers,
+    );
+    match command {
+        Err(error) => {
+            eprintln!("hellod: {error}");
+            ExitCode::from(2)
+        }
+        Ok(Command::Help) => {
+            print!("{}", config::help_text(default_workers));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("hellod {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Healthcheck { url, listen }) => {
+            match hellod::healthcheck::check(url.as_deref(), listen) {
+                Ok(status_line) => {
+                    println!("{status_line}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("hellod healthcheck: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Ok(Command::Serve(config)) => match hellod::server::run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("hellod: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
