@@ -13,9 +13,19 @@ use crate::tiny_http_gaps;
 /// Go's backlog; the kernel caps it at `net.core.somaxconn`. tiny_http's own bind uses 128.
 const BACKLOG: i32 = 4096;
 
-/// Opens the listening socket, ready for tiny_http.
+/// Opens the listening socket, ready for tiny_http: the one systemd passed, if it did, else a new
+/// one bound to `listen`.
 pub fn open(listen: Listen, read_timeout: Duration) -> io::Result<TcpListener> {
-    let socket = match listen {
+    let socket = match systemd_socket()? {
+        Some(socket) => socket,
+        None => bind_listen(listen)?,
+    };
+    tiny_http_gaps::tune_listener(&socket, read_timeout)?;
+    Ok(socket.into())
+}
+
+fn bind_listen(listen: Listen) -> io::Result<Socket> {
+    Ok(match listen {
         Listen::AnyAddress(port) => {
             match bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
                 Err(error) if ipv6_unavailable(&error) => {
@@ -25,9 +35,35 @@ pub fn open(listen: Listen, read_timeout: Duration) -> io::Result<TcpListener> {
             }
         }
         Listen::Exact(addr) => bind(addr)?,
-    };
-    tiny_http_gaps::tune_listener(&socket, read_timeout)?;
-    Ok(socket.into())
+    })
+}
+
+/// Socket activation (`sd_listen_fds`): systemd passes listening sockets from descriptor 3 on,
+/// with `LISTEN_FDS` their number and `LISTEN_PID` the process meant to take them.
+#[cfg(target_os = "linux")]
+fn systemd_socket() -> io::Result<Option<Socket>> {
+    use std::os::fd::FromRawFd;
+
+    const FIRST_PASSED_FD: i32 = 3;
+    let var = |name| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    if var("LISTEN_PID") != Some(std::process::id()) || var("LISTEN_FDS").unwrap_or(0) == 0 {
+        return Ok(None);
+    }
+    // SAFETY: systemd hands descriptor 3 to this process (LISTEN_PID) and nothing else owns it.
+    let socket = unsafe { Socket::from_raw_fd(FIRST_PASSED_FD) };
+    if !socket.is_listener()? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptor 3 from systemd is not a listening socket",
+        ));
+    }
+    socket.set_nonblocking(false)?;
+    Ok(Some(socket))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn systemd_socket() -> io::Result<Option<Socket>> {
+    Ok(None)
 }
 
 fn bind(addr: SocketAddr) -> io::Result<Socket> {
