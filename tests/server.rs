@@ -4,7 +4,6 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
-use std::time::Duration;
 
 use common::{DEADLINE, Server, hellod, read_response, wait_for};
 
@@ -484,11 +483,11 @@ fn listener_options_that_accepted_sockets_inherit() {
     assert!(sock.tcp_nodelay().unwrap(), "TCP_NODELAY on the listener");
     assert_eq!(
         sock.read_timeout().unwrap(),
-        Some(Duration::from_millis(7500))
+        Some(std::time::Duration::from_millis(7500))
     );
     assert_eq!(
         sock.write_timeout().unwrap(),
-        Some(Duration::from_millis(7500))
+        Some(std::time::Duration::from_millis(7500))
     );
 }
 
