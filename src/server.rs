@@ -135,12 +135,21 @@ impl AcceptGeneration {
         let (duplicate, accept) = AcceptLoop::duplicate(listener)?;
         let server = Arc::new(Server::from_listener(duplicate, None).map_err(io::Error::other)?);
         let retired = Arc::new(AtomicBool::new(false));
-        for _ in 0..workers {
+        for started in 0..workers {
             let (server, serving, retired) = (server.clone(), serving.clone(), retired.clone());
-            thread::Builder::new()
+            let spawned = thread::Builder::new()
                 .name("hellod-worker".into())
                 .stack_size(128 * 1024)
-                .spawn(move || work(&server, &serving, &retired))?;
+                .spawn(move || work(&server, &serving, &retired));
+            match spawned {
+                Ok(_) => {}
+                // With no worker, the server is dropped here, which ends its accept loop.
+                Err(error) if started == 0 => return Err(error),
+                Err(error) => {
+                    eprintln!("hellod: serving with {started} of {workers} workers: {error}");
+                    break;
+                }
+            }
         }
         Ok(AcceptGeneration {
             accept,
