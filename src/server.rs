@@ -6,7 +6,6 @@ use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,9 @@ use tiny_http::{Request, Server};
 
 use crate::config::Config;
 use crate::greeting::{Greeting, access_log_line};
+use crate::shutdown::{self, StopSignals};
 use crate::tiny_http_gaps::{self, AcceptLoop};
-use crate::{listener, process, shutdown};
+use crate::{listener, process};
 
 /// How often the supervisor checks that the accept loop still runs.
 const ACCEPT_CHECK: Duration = Duration::from_millis(250);
@@ -61,8 +61,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
 }
 
 fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Result<(), ServeError> {
-    let (stop_tx, stop) = mpsc::channel();
-    shutdown::forward_signals(stop_tx).map_err(context("cannot handle signals"))?;
+    let signals = StopSignals::install().map_err(context("cannot handle signals"))?;
     tiny_http_gaps::install_panic_hook();
 
     let serving = Arc::new(Serving {
@@ -83,11 +82,11 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
 
     let mut restart_pause = Duration::ZERO;
     let signal = loop {
-        match stop.recv_timeout(ACCEPT_CHECK) {
-            Ok(signal) => break signal,
-            Err(RecvTimeoutError::Disconnected) => break "no signal handler",
-            Err(RecvTimeoutError::Timeout) if current.accept.is_running() => continue,
-            Err(RecvTimeoutError::Timeout) => {}
+        if let Some(signal) = signals.wait(ACCEPT_CHECK) {
+            break signal;
+        }
+        if current.accept.is_running() {
+            continue;
         }
         // An idle accept() timing out ends the loop after a long life; anything that ends young
         // is a failure that may go on (out of descriptors), so wait longer each time.
@@ -97,10 +96,8 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
             (restart_pause * 2).clamp(Duration::from_millis(50), MAX_RESTART_PAUSE)
         };
         current.retire();
-        match stop.recv_timeout(restart_pause) {
-            Ok(signal) => break signal,
-            Err(RecvTimeoutError::Disconnected) => break "no signal handler",
-            Err(RecvTimeoutError::Timeout) => {}
+        if let Some(signal) = signals.wait(restart_pause) {
+            break signal;
         }
         match start() {
             Ok(next) => current = next,

@@ -2,39 +2,58 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::tiny_http_gaps;
 
-/// Sends the name of each SIGTERM or SIGINT to `stop`. With handlers installed, these signals
-/// also work when hellod is PID 1 in a container, where the kernel ignores unhandled ones.
-#[cfg(unix)]
-pub fn forward_signals(stop: Sender<&'static str>) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+/// SIGTERM and SIGINT, waited for without a thread of their own. With handlers installed, these
+/// signals also work when hellod is PID 1 in a container, where the kernel ignores unhandled ones.
+pub struct StopSignals {
+    #[cfg(unix)]
+    wake: std::os::unix::net::UnixStream,
+    #[cfg(unix)]
+    terminate: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new()
-        .name("hellod-signals".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            for signal in signals.forever() {
-                let name = if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                };
-                if stop.send(name).is_err() {
-                    break;
-                }
-            }
-        })?;
-    Ok(())
+#[cfg(unix)]
+impl StopSignals {
+    pub fn install() -> io::Result<StopSignals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+
+        let (wake, wake_writer) = std::os::unix::net::UnixStream::pair()?;
+        let terminate = std::sync::Arc::default();
+        signal_hook::flag::register(SIGTERM, std::sync::Arc::clone(&terminate))?;
+        for signal in [SIGTERM, SIGINT] {
+            signal_hook::low_level::pipe::register(signal, wake_writer.try_clone()?)?;
+        }
+        Ok(StopSignals { wake, terminate })
+    }
+
+    /// Waits at most `timeout` for SIGTERM or SIGINT and returns its name.
+    pub fn wait(&self, timeout: Duration) -> Option<&'static str> {
+        use std::io::Read;
+
+        // A zero timeout would mean "none" to the socket.
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.wake.set_read_timeout(Some(timeout)).ok()?;
+        match (&self.wake).read(&mut [0]) {
+            Ok(1) if self.terminate.load(std::sync::atomic::Ordering::Relaxed) => Some("SIGTERM"),
+            Ok(1) => Some("SIGINT"),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(not(unix))]
-pub fn forward_signals(_stop: Sender<&'static str>) -> io::Result<()> {
-    Ok(())
+impl StopSignals {
+    pub fn install() -> io::Result<StopSignals> {
+        Ok(StopSignals {})
+    }
+
+    pub fn wait(&self, timeout: Duration) -> Option<&'static str> {
+        std::thread::sleep(timeout);
+        None
+    }
 }
 
 /// Stops accepting at once (connections waiting in the backlog are refused), then lets the
