@@ -6,10 +6,43 @@ use std::time::SystemTime;
 
 use tiny_http::{Header, Request, Response, StatusCode};
 
+use crate::tiny_http_gaps;
+
 pub struct Greeting {
     status: StatusCode,
-    headers: Vec<Header>,
+    /// The headers for each answer to [`Connection`], in its order.
+    headers: [Vec<Header>; 3],
     body: &'static [u8],
+}
+
+/// What the answer must say about the connection, mirroring when tiny_http keeps it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    /// Nothing to say: HTTP/1.1 stays open, HTTP/1.0 closes.
+    Default,
+    /// The client asked to close (or to upgrade, which tiny_http answers by closing).
+    Close,
+    /// An HTTP/1.0 client asked to keep it open; it waits to hear that it may.
+    KeepAlive,
+}
+
+impl Connection {
+    fn of(request: &Request) -> Connection {
+        let asked = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str().to_ascii_lowercase());
+        match asked {
+            Some(value) if value.contains("close") || value.contains("upgrade") => {
+                Connection::Close
+            }
+            Some(value) if value.contains("keep-alive") && *request.http_version() == (1, 0) => {
+                Connection::KeepAlive
+            }
+            _ => Connection::Default,
+        }
+    }
 }
 
 impl Greeting {
@@ -20,21 +53,29 @@ impl Greeting {
         let header = |name: &str, value: &str| {
             Header::from_bytes(name, value).expect("fixed ASCII header is valid")
         };
+        let content_type = header("Content-Type", "text/plain; charset=utf-8");
+        let with_server = |server: Header| vec![server, content_type.clone()];
         Greeting {
             status: StatusCode(status),
-            headers: vec![
-                header("Server", "hellod"),
-                header("Content-Type", "text/plain; charset=utf-8"),
+            headers: [
+                with_server(header("Server", "hellod")),
+                with_server(tiny_http_gaps::server_header_with_connection(
+                    "hellod", "close",
+                )),
+                with_server(tiny_http_gaps::server_header_with_connection(
+                    "hellod",
+                    "keep-alive",
+                )),
             ],
             // Lives as long as the process; leaking it once lets every response borrow it.
             body: Box::leak(body.to_owned().into_boxed_str()).as_bytes(),
         }
     }
 
-    pub fn response(&self) -> Response<&'static [u8]> {
+    pub fn response(&self, request: &Request) -> Response<&'static [u8]> {
         Response::new(
             self.status,
-            self.headers.clone(),
+            self.headers[Connection::of(request) as usize].clone(),
             self.body,
             Some(self.body.len()),
             None,

@@ -187,7 +187,8 @@ impl Serving {
             access_log_line(&request, self.greeting.status(), bytes)
         });
         // A client gone before its answer is no concern of the server's.
-        let _ = request.respond(self.greeting.response());
+        let response = self.greeting.response(&request);
+        let _ = request.respond(response);
         if let Some(line) = log_line {
             let _ = writeln!(io::stdout().lock(), "{line}");
         }

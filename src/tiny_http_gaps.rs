@@ -21,6 +21,17 @@ pub fn tune_listener(socket: &Socket, read_timeout: Duration) -> io::Result<()> 
     socket.set_write_timeout(Some(read_timeout))
 }
 
+/// tiny_http drops any `Connection` header a response sets (`Response::add_header`), so a client
+/// that asked to close is not told that the connection closes after the answer (RFC 9112 section
+/// 9.6 says it should be), and an HTTP/1.0 client that asked to keep it open is not told that it
+/// may (ApacheBench's `-k` waits for that). tiny_http does not check header values for line breaks
+/// either (upstream #288), so the header goes in after the value of another: the `Server` header
+/// `hellod\r\nConnection: close`. The strings are fixed; no client data ever gets there.
+pub fn server_header_with_connection(server: &str, connection: &str) -> tiny_http::Header {
+    let value = format!("{server}\r\nConnection: {connection}");
+    tiny_http::Header::from_bytes("Server", value).expect("fixed ASCII header is valid")
+}
+
 /// tiny_http's accept loop ends for good on the first `accept()` error (upstream #283), and a
 /// panic in it (`try_clone().unwrap()` when out of descriptors) ends it without a word. Each loop
 /// gets its own duplicate of the listening socket and closes it when it ends, so whether the

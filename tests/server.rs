@@ -111,6 +111,40 @@ fn http_1_0_is_answered_and_closed() {
 }
 
 #[test]
+fn the_answer_says_when_the_connection_closes_or_stays_open() {
+    let server = Server::start(&[]);
+
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let response = read_response(&mut reader, false).unwrap();
+    assert_eq!(response.header("Connection"), Some("close"));
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+
+    // HTTP/1.0 clients such as ApacheBench -k reuse a connection only when told they may.
+    let mut stream = server.connect();
+    let keep_alive = b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+    stream.write_all(keep_alive).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let response = read_response(&mut reader, false).unwrap();
+    assert_eq!(response.header("Connection"), Some("keep-alive"));
+    stream.write_all(keep_alive).unwrap();
+    assert_eq!(read_response(&mut reader, false).unwrap().status(), 200);
+
+    // A plain HTTP/1.1 request stays open and needs no Connection header.
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut BufReader::new(stream), false).unwrap();
+    assert_eq!(response.header("Connection"), None);
+}
+
+#[test]
 fn readiness_line_names_version_address_workers_and_memory() {
     let server = Server::start(&["--workers", "3"]);
     let line = &server.ready_line;
