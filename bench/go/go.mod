@@ -1,0 +1,3 @@
+module hellod.bench/hello-go
+
+go 1.19
