@@ -5,7 +5,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -25,16 +25,13 @@ pub enum Listen {
 }
 
 impl Listen {
-    /// The address a client on this machine uses to reach the server.
+    /// The address a client on this machine uses to reach the server. An unspecified address
+    /// means IPv4 loopback: hellod binds `[::]` dual-stack, and containers often have no `::1`.
     pub fn loopback_target(self) -> SocketAddr {
         match self {
-            Listen::AnyAddress(port) => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+            Listen::AnyAddress(port) => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
             Listen::Exact(addr) if addr.ip().is_unspecified() => {
-                let loopback: IpAddr = match addr {
-                    SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                    SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-                };
-                SocketAddr::new(loopback, addr.port())
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
             }
             Listen::Exact(addr) => addr,
         }
@@ -116,7 +113,7 @@ Options (each can also be set by the environment variable shown; a flag wins):
   -h, --help                            print this help
   -V, --version                         print the version
 
-healthcheck: GET URL [default: http://<listen address>/, an unspecified address meaning loopback],
+healthcheck: GET URL [default: http://<listen address>/, an unspecified address meaning 127.0.0.1],
   2 s timeout; exit 0 on a 2xx answer, 1 otherwise. For images with no shell or curl.
 
 Limits: request headers are not size-limited (put a proxy in front on untrusted networks); bodies
@@ -414,7 +411,11 @@ mod tests {
     fn loopback_target_of_unspecified_addresses() {
         assert_eq!(
             Listen::AnyAddress(1).loopback_target(),
-            "[::1]:1".parse().unwrap()
+            "127.0.0.1:1".parse().unwrap()
+        );
+        assert_eq!(
+            Listen::Exact("[::]:3".parse().unwrap()).loopback_target(),
+            "127.0.0.1:3".parse().unwrap()
         );
         assert_eq!(
             Listen::Exact("0.0.0.0:2".parse().unwrap()).loopback_target(),

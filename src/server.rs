@@ -74,9 +74,10 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
     let mut current = start().map_err(context("cannot start serving"))?;
 
     println!(
-        "hellod {} listening on http://{local_addr} ({} workers, {} resident)",
+        "hellod {} listening on http://{local_addr} ({} worker{}, {} resident)",
         env!("CARGO_PKG_VERSION"),
         config.workers,
+        if config.workers == 1 { "" } else { "s" },
         process::resident_kib().map_or_else(|| "unknown".into(), |kib| format!("{kib} KiB")),
     );
 

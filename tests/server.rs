@@ -249,7 +249,7 @@ fn workers_from_flag_and_environment() {
     command
         .args(["--listen", "127.0.0.1:0", "--workers", "1"])
         .env("HELLOD_WORKERS", "5");
-    assert!(Server::spawn(command).ready_line.contains("(1 workers"));
+    assert!(Server::spawn(command).ready_line.contains("(1 worker, "));
 }
 
 #[test]
