@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tiny_http::{Header, Request, Response, StatusCode};
 
@@ -72,14 +72,14 @@ impl Greeting {
         }
     }
 
-    pub fn response(&self, request: &Request) -> Response<&'static [u8]> {
-        Response::new(
-            self.status,
-            self.headers[Connection::of(request) as usize].clone(),
-            self.body,
-            Some(self.body.len()),
-            None,
-        )
+    /// The response to `request`, dated by `date`. tiny_http adds a `Date` only where there is
+    /// none.
+    pub fn response(&self, request: &Request, date: &mut DateHeader) -> Response<&'static [u8]> {
+        let fixed = &self.headers[Connection::of(request) as usize];
+        let mut headers = Vec::with_capacity(fixed.len() + 1);
+        headers.push(date.now());
+        headers.extend_from_slice(fixed);
+        Response::new(self.status, headers, self.body, Some(self.body.len()), None)
     }
 
     pub fn status(&self) -> u16 {
@@ -93,6 +93,44 @@ impl Greeting {
             _ => self.body.len(),
         }
     }
+}
+
+/// A `Date` header formatted at most once a second, instead of once per response as tiny_http
+/// does (about 1,800 instructions and 3 allocations each time). One per worker: no lock.
+pub struct DateHeader {
+    second: u64,
+    header: Header,
+}
+
+impl Default for DateHeader {
+    fn default() -> DateHeader {
+        let now = SystemTime::now();
+        DateHeader {
+            second: unix_second(now),
+            header: date_header(now),
+        }
+    }
+}
+
+impl DateHeader {
+    pub fn now(&mut self) -> Header {
+        let now = SystemTime::now();
+        let second = unix_second(now);
+        if second != self.second {
+            self.second = second;
+            self.header = date_header(now);
+        }
+        self.header.clone()
+    }
+}
+
+fn unix_second(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+fn date_header(time: SystemTime) -> Header {
+    Header::from_bytes("Date", httpdate::fmt_http_date(time)).expect("an HTTP date is ASCII")
 }
 
 /// `[date] client "METHOD URL HTTP/x.y" status bytes`, with anything but printable ASCII escaped,

@@ -7,6 +7,8 @@ use hellod::config::{self, Command};
 static ALLOCATOR: hellod::tiny_http_gaps::HugeAllocations = hellod::tiny_http_gaps::HugeAllocations;
 
 fn main() -> ExitCode {
+    // SAFETY: nothing has started a thread yet.
+    unsafe { hellod::tiny_http_gaps::shrink_default_thread_stack() };
     let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let command = config::parse(
         std::env::args_os().skip(1),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tiny_http::{Request, Server};
 
 use crate::config::Config;
-use crate::greeting::{Greeting, access_log_line};
+use crate::greeting::{DateHeader, Greeting, access_log_line};
 use crate::shutdown::{self, StopSignals};
 use crate::tiny_http_gaps::{self, AcceptLoop};
 use crate::{listener, process};
@@ -162,13 +162,16 @@ impl AcceptGeneration {
 }
 
 fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
+    let mut date = DateHeader::default();
     loop {
         match server.recv_timeout(serving.retired_idle) {
             Ok(Some(request)) if tiny_http_gaps::carries_body(&request) => {
                 let serving = serving.clone();
-                tiny_http_gaps::answer_on_own_thread(request, move |r| serving.answer(r));
+                tiny_http_gaps::answer_on_own_thread(request, move |r| {
+                    serving.answer(r, &mut DateHeader::default())
+                });
             }
-            Ok(Some(request)) => tiny_http_gaps::contain(|| serving.answer(request)),
+            Ok(Some(request)) => tiny_http_gaps::contain(|| serving.answer(request, &mut date)),
             Ok(None) if retired.load(Ordering::Relaxed) => return,
             Ok(None) => {}
             // The accept loop ended. An idle accept() timing out (the read timeout, inherited from
@@ -182,13 +185,13 @@ fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
 }
 
 impl Serving {
-    fn answer(&self, request: Request) {
+    fn answer(&self, request: Request, date: &mut DateHeader) {
         let log_line = self.access_log.then(|| {
             let bytes = self.greeting.body_len(&request);
             access_log_line(&request, self.greeting.status(), bytes)
         });
         // A client gone before its answer is no concern of the server's.
-        let response = self.greeting.response(&request);
+        let response = self.greeting.response(&request, date);
         let _ = request.respond(response);
         if let Some(line) = log_line {
             let _ = writeln!(io::stdout().lock(), "{line}");

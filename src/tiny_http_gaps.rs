@@ -264,6 +264,22 @@ mod huge {
     }
 }
 
+/// tiny_http spawns its accept thread and a thread per connection with `thread::spawn`, so each
+/// reserves std's default 2 MiB stack: 1,000 connections map 2 GiB and about 4 MiB of page
+/// tables, for threads that touch a few KiB of stack. std reads `RUST_MIN_STACK` at its first
+/// spawn, so setting it here gives those threads the stack hellod's own workers have. A value
+/// the operator set is kept.
+///
+/// # Safety
+///
+/// No other thread may be running: it changes the environment.
+pub unsafe fn shrink_default_thread_stack() {
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        // SAFETY: the caller guarantees no other thread reads or writes the environment now.
+        unsafe { std::env::set_var("RUST_MIN_STACK", "131072") };
+    }
+}
+
 /// tiny_http gives no way to close a connection: a `Connection: close` header set on a response
 /// is dropped, and a keep-alive connection stays open for as long as its client keeps it. To stop
 /// cleanly, hellod shuts the reading side of every connection accepted on `port`: tiny_http's
