@@ -171,7 +171,7 @@ fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
                     serving.answer(r, &mut DateHeader::default())
                 });
             }
-            Ok(Some(request)) => tiny_http_gaps::contain(|| serving.answer(request, &mut date)),
+            Ok(Some(request)) => serving.answer(request, &mut date),
             Ok(None) if retired.load(Ordering::Relaxed) => return,
             Ok(None) => {}
             // The accept loop ended. An idle accept() timing out (the read timeout, inherited from
@@ -190,9 +190,12 @@ impl Serving {
             let bytes = self.greeting.body_len(&request);
             access_log_line(&request, self.greeting.status(), bytes)
         });
-        // A client gone before its answer is no concern of the server's.
         let response = self.greeting.response(&request, date);
-        let _ = request.respond(response);
+        // A client gone before its answer is no concern of the server's; tiny_http may panic after
+        // the answer went out, throwing away an unread body, and the answer is still logged.
+        tiny_http_gaps::contain(|| {
+            let _ = request.respond(response);
+        });
         if let Some(line) = log_line {
             let _ = writeln!(io::stdout().lock(), "{line}");
         }

@@ -119,13 +119,13 @@ pub fn answer_on_own_thread(request: Request, answer: impl FnOnce(Request) + Sen
         .name("hellod-body".into())
         .stack_size(128 * 1024)
         .spawn(move || {
+            let mut request = request;
+            // Read it all here, so that a chunked body is not left to be parsed as the next
+            // request.
             contain(|| {
-                let mut request = request;
-                // Read it all here, so that a chunked body is not left to be parsed as the next
-                // request.
                 let _ = io::copy(&mut request.as_reader(), &mut io::sink());
-                answer(request);
-            })
+            });
+            answer(request);
         });
     if let Err(error) = body_thread {
         // The request went with the closure: tiny_http answered it with a 500.
