@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Request, Server};
 
-use crate::config::Config;
+use crate::config::{Config, Listen};
 use crate::greeting::{DateHeader, Greeting, access_log_line};
 use crate::shutdown::{self, StopSignals};
 use crate::tiny_http_gaps::{self, AcceptLoop};
 use crate::{listener, process};
 
-/// How often the supervisor checks that the accept loop still runs.
+/// How often the supervisor checks that the accept loop still runs, and unsticks a connection.
 const ACCEPT_CHECK: Duration = Duration::from_millis(250);
 /// Longest pause between restarts of an accept loop that keeps failing (out of descriptors).
 const MAX_RESTART_PAUSE: Duration = Duration::from_millis(500);
@@ -81,11 +81,13 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
         process::resident_kib().map_or_else(|| "unknown".into(), |kib| format!("{kib} KiB")),
     );
 
+    let reachable_addr = Listen::Exact(local_addr).loopback_target();
     let mut restart_pause = Duration::ZERO;
     let signal = loop {
         if let Some(signal) = signals.wait(ACCEPT_CHECK) {
             break signal;
         }
+        tiny_http_gaps::unstick_queued_connection(reachable_addr);
         if current.accept.is_running() {
             continue;
         }
