@@ -1,11 +1,14 @@
 //! Serving: tiny_http accept loops, each with its fixed pool of workers, and the supervisor that
 //! restarts a loop that died and stops everything on SIGTERM or SIGINT.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -49,6 +52,16 @@ struct Serving {
     retired_idle: Duration,
     /// Set on SIGTERM or SIGINT, after which the accept loop's end is expected.
     stopping: AtomicBool,
+    /// Every worker's pulse, for the supervisor to find workers stuck writing an answer.
+    pulses: Mutex<Vec<Weak<Pulse>>>,
+}
+
+/// What the supervisor sees of a worker: the client it is answering, if any, and how many
+/// answers it has written.
+#[derive(Default)]
+struct Pulse {
+    answering: Mutex<Option<SocketAddr>>,
+    answered: AtomicU64,
 }
 
 /// Serves until SIGTERM or SIGINT, then drains within the grace period.
@@ -69,6 +82,7 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
         access_log: config.access_log,
         retired_idle: config.read_timeout + Duration::from_secs(1),
         stopping: AtomicBool::new(false),
+        pulses: Mutex::new(Vec::new()),
     });
     let start = || AcceptGeneration::start(&listener, &serving, config.workers);
     let mut current = start().map_err(context("cannot start serving"))?;
@@ -83,11 +97,14 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
 
     let reachable_addr = Listen::Exact(local_addr).loopback_target();
     let mut restart_pause = Duration::ZERO;
+    let mut answers_seen = HashMap::new();
+    let mut queued = QueuedConnections::default();
     let signal = loop {
         if let Some(signal) = signals.wait(ACCEPT_CHECK) {
             break signal;
         }
-        tiny_http_gaps::unstick_queued_connection(reachable_addr);
+        queued.unstick(reachable_addr);
+        cut_clients_not_reading(&serving, &mut answers_seen, local_addr.port());
         if current.accept.is_running() {
             continue;
         }
@@ -133,7 +150,13 @@ impl AcceptGeneration {
         workers: usize,
     ) -> io::Result<AcceptGeneration> {
         let (duplicate, accept) = AcceptLoop::duplicate(listener)?;
-        let server = Arc::new(Server::from_listener(duplicate, None).map_err(io::Error::other)?);
+        // tiny_http starts its accept thread with `thread::spawn`, which panics when no thread
+        // can be had (a process or cgroup limit): in the supervisor, that is a failed start.
+        let server =
+            panic::catch_unwind(AssertUnwindSafe(|| Server::from_listener(duplicate, None)))
+                .map_err(|_| io::Error::other("cannot start tiny_http's accept thread"))?
+                .map_err(io::Error::other)?;
+        let server = Arc::new(server);
         let retired = Arc::new(AtomicBool::new(false));
         for started in 0..workers {
             let (server, serving, retired) = (server.clone(), serving.clone(), retired.clone());
@@ -163,8 +186,41 @@ impl AcceptGeneration {
     }
 }
 
+/// A client that sends requests and does not read the answers fills its socket's buffers; the
+/// worker writing to it then blocks for up to the write timeout (--read-timeout), and so do the
+/// workers taking its next requests, which tiny_http has queued already and makes wait for that
+/// answer. A few such clients would stop every answer. A worker found writing the same answer
+/// at two checks in a row (so for 250 ms at least) is stuck on a client that does not read: that
+/// client's connection is shut, which fails the write, and the queued requests after it fail as
+/// fast. `seen` holds, for each worker, its count of answers and whether it was answering.
+fn cut_clients_not_reading(serving: &Serving, seen: &mut HashMap<usize, (u64, bool)>, port: u16) {
+    let mut stuck = Vec::new();
+    let mut alive = HashMap::new();
+    serving.pulses.lock().unwrap().retain(|pulse| {
+        let Some(pulse) = pulse.upgrade() else {
+            return false;
+        };
+        let key = Arc::as_ptr(&pulse) as usize;
+        let answered = pulse.answered.load(Ordering::Relaxed);
+        let client = *pulse.answering.lock().unwrap();
+        if let (Some(client), Some(&(before, true))) = (client, seen.get(&key))
+            && before == answered
+        {
+            stuck.push(client);
+        }
+        alive.insert(key, (answered, client.is_some()));
+        true
+    });
+    *seen = alive;
+    if !stuck.is_empty() {
+        let _ = tiny_http_gaps::shut_connections_to(port, &stuck);
+    }
+}
+
 fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
     let mut date = DateHeader::default();
+    let pulse = Arc::new(Pulse::default());
+    serving.pulses.lock().unwrap().push(Arc::downgrade(&pulse));
     loop {
         match server.recv_timeout(serving.retired_idle) {
             Ok(Some(request)) if tiny_http_gaps::carries_body(&request) => {
@@ -173,7 +229,12 @@ fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
                     serving.answer(r, &mut DateHeader::default())
                 });
             }
-            Ok(Some(request)) => serving.answer(request, &mut date),
+            Ok(Some(request)) => {
+                *pulse.answering.lock().unwrap() = request.remote_addr().copied();
+                serving.answer(request, &mut date);
+                *pulse.answering.lock().unwrap() = None;
+                pulse.answered.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(None) if retired.load(Ordering::Relaxed) => return,
             Ok(None) => {}
             // The accept loop ended. An idle accept() timing out (the read timeout, inherited from
@@ -200,6 +261,45 @@ impl Serving {
         });
         if let Some(line) = log_line {
             let _ = writeln!(io::stdout().lock(), "{line}");
+        }
+    }
+}
+
+/// Connections that tiny_http's pool left queued (see
+/// [`tiny_http_gaps::unstick_queued_connection`]) have their request unread in the kernel's
+/// queue. Each connection found with unread bytes at two checks in a row gets up to three
+/// connections of our own; none are opened while nothing waits, so idle pool threads still
+/// leave after their 5 s.
+#[derive(Default)]
+struct QueuedConnections {
+    /// Connections (socket inodes) seen with unread bytes, and how often each was unstuck.
+    seen: HashMap<u64, u32>,
+}
+
+impl QueuedConnections {
+    const TRIES_EACH: u32 = 3;
+    const MOST_AT_ONCE: usize = 64;
+
+    fn unstick(&mut self, reachable_addr: SocketAddr) {
+        let Ok(unread) = tiny_http_gaps::connections_left_unread(reachable_addr.port()) else {
+            return;
+        };
+        let mut tries = 0;
+        let mut seen = HashMap::with_capacity(unread.len());
+        for inode in unread {
+            let tried = match self.seen.get(&inode) {
+                Some(&tried) if tried < Self::TRIES_EACH && tries < Self::MOST_AT_ONCE => {
+                    tries += 1;
+                    tried + 1
+                }
+                Some(&tried) => tried,
+                None => 0,
+            };
+            seen.insert(inode, tried);
+        }
+        self.seen = seen;
+        for _ in 0..tries {
+            tiny_http_gaps::unstick_queued_connection(reachable_addr);
         }
     }
 }
