@@ -250,3 +250,239 @@ pub fn steal_listener(pid: u32, port: u16) -> std::net::TcpListener {
         panic!("no listening socket on port {port} in process {pid}");
     }
 }
+
+// Helpers for tests/hostile.rs and tests/stress.rs: raw exchanges, strict response parsing and
+// the resources a process holds.
+
+/// How the server side of a raw exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// End of stream: the server closed (or shut) its side.
+    Closed,
+    /// The connection was reset.
+    Reset,
+    /// Still open when the reader gave up.
+    StillOpen,
+}
+
+/// Reads what the server sends until it closes the connection or `limit` passes.
+pub fn read_until_close(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Ending) {
+    let deadline = Instant::now() + limit;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (received, Ending::StillOpen);
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => return (received, Ending::Closed),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (received, Ending::StillOpen);
+            }
+            Err(_) => return (received, Ending::Reset),
+        }
+    }
+}
+
+/// One response as parsed by [`parse_responses`].
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub version: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Parses `bytes` strictly as a sequence of whole HTTP/1.x responses: `HTTP/d.d NNN reason`,
+/// printable ASCII header lines `Name: value` ended by CRLF, exactly one `Content-Length` and
+/// that many bytes of body (none for 1xx, 204, 304, or the final answer to a HEAD when
+/// `head` is true). Anything left over, or malformed, is an error naming it.
+pub fn parse_responses(bytes: &[u8], head: bool) -> Result<Vec<Parsed>, String> {
+    let mut responses = Vec::new();
+    let mut rest = bytes;
+    let mut head_pending = head;
+    while !rest.is_empty() {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| format!("incomplete head: {:?}", String::from_utf8_lossy(rest)))?;
+        let head_text = std::str::from_utf8(&rest[..end])
+            .map_err(|_| format!("non-UTF-8 head: {:?}", &rest[..end]))?;
+        let mut lines = head_text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut words = status_line.splitn(3, ' ');
+        let version = words.next().unwrap_or_default();
+        let code = words.next().unwrap_or_default();
+        let reason = words.next().unwrap_or_default();
+        let version_ok = version.len() == 8
+            && version.starts_with("HTTP/")
+            && version.as_bytes()[5].is_ascii_digit()
+            && version.as_bytes()[6] == b'.'
+            && version.as_bytes()[7].is_ascii_digit();
+        let status: u16 = match code.parse() {
+            Ok(status) if code.len() == 3 && (100..600).contains(&status) => status,
+            _ => return Err(format!("bad status line {status_line:?}")),
+        };
+        if !version_ok || reason.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+            return Err(format!("bad status line {status_line:?}"));
+        }
+        let mut headers = Vec::new();
+        for line in lines {
+            let (name, value) = line
+                .split_once(": ")
+                .ok_or_else(|| format!("bad header line {line:?}"))?;
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty()
+                || !name.bytes().all(token)
+                || value.bytes().any(|b| !(0x20..0x7f).contains(&b))
+            {
+                return Err(format!("bad header line {line:?}"));
+            }
+            headers.push((name.to_owned(), value.to_owned()));
+        }
+        let lengths: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let length: usize = match lengths[..] {
+            [one] => one
+                .parse()
+                .map_err(|_| format!("bad Content-Length {one:?}"))?,
+            _ => return Err(format!("not one Content-Length: {headers:?}")),
+        };
+        rest = &rest[end + 4..];
+        let interim = (100..200).contains(&status);
+        let bodyless = interim || status == 204 || status == 304 || head_pending;
+        let body_len = if bodyless { 0 } else { length };
+        if rest.len() < body_len {
+            return Err(format!(
+                "body cut short: {} of {body_len} bytes after {status_line:?}",
+                rest.len()
+            ));
+        }
+        if !interim {
+            head_pending = false;
+        }
+        responses.push(Parsed {
+            version: version.to_owned(),
+            status,
+            headers,
+            body: rest[..body_len].to_vec(),
+        });
+        rest = &rest[body_len..];
+    }
+    Ok(responses)
+}
+
+/// What a process holds: resident memory, threads, open descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub rss_kib: u64,
+    pub threads: usize,
+    pub fds: usize,
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RSS {} KiB, {} threads, {} fds",
+            self.rss_kib, self.threads, self.fds
+        )
+    }
+}
+
+/// Reads [`Usage`] of `pid` from /proc; None once the process is gone.
+#[cfg(target_os = "linux")]
+pub fn usage(pid: u32) -> Option<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some(Usage {
+        rss_kib: field("VmRSS:")?,
+        threads: usize::try_from(field("Threads:")?).ok()?,
+        fds,
+    })
+}
+
+/// The `q`-quantile (0.0 to 1.0) of `samples`, which it sorts.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_unstable();
+    let rank = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
+
+/// A GET on a new connection, timed from connect to the last byte of the greeting; None if it
+/// fails or is not the 200 greeting within `limit`.
+pub fn timed_greeting(addr: SocketAddr, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, limit).ok()?;
+    stream.set_nodelay(true).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let left = limit.saturating_sub(started.elapsed());
+    let (bytes, ending) = read_until_close(&mut stream, left);
+    let elapsed = started.elapsed();
+    let responses = parse_responses(&bytes, false).ok()?;
+    let greeted = ending == Ending::Closed
+        && responses.len() == 1
+        && responses[0].status == 200
+        && responses[0].body == b"Hello, World!";
+    greeted.then_some(elapsed)
+}
+
+/// Name and kernel wait channel (`wchan`) of each thread of `pid`: `wait_woken` for a thread
+/// blocked on a socket, `futex_do_wait` or similar for one waiting on a lock or a queue.
+#[cfg(target_os = "linux")]
+pub fn thread_waits(pid: u32) -> Vec<(String, String)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let wchan = std::fs::read_to_string(path.join("wchan")).ok()?;
+            Some((name.trim_end().to_owned(), wchan.trim_end().to_owned()))
+        })
+        .collect()
+}
+
+/// Bytes that the server's end of the connection `server`-`client` has received but nobody has
+/// read yet (the kernel's receive queue, from /proc/net/tcp); None if there is no such socket.
+#[cfg(target_os = "linux")]
+pub fn unread_by_server(server: SocketAddr, client: SocketAddr) -> Option<u64> {
+    let table = if server.is_ipv4() { "tcp" } else { "tcp6" };
+    let text = std::fs::read_to_string(format!("/proc/net/{table}")).ok()?;
+    let port_of = |address: &str| {
+        let port = address.rsplit(':').next()?;
+        u16::from_str_radix(port, 16).ok()
+    };
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, queues) = (fields.get(1)?, fields.get(2)?, fields.get(4)?);
+        if port_of(local)? != server.port() || port_of(remote)? != client.port() {
+            return None;
+        }
+        let (_, receive_queue) = queues.split_once(':')?;
+        u64::from_str_radix(receive_queue, 16).ok()
+    })
+}
