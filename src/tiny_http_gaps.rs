@@ -293,23 +293,22 @@ pub unsafe fn shrink_default_thread_stack() {
     }
 }
 
-/// tiny_http gives no way to close a connection: a `Connection: close` header set on a response
-/// is dropped, and a keep-alive connection stays open for as long as its client keeps it. To stop
-/// cleanly, hellod shuts the reading side of every connection accepted on `port`: tiny_http's
-/// connection threads see the end of the stream and read no more requests, the requests already
-/// read are answered, and then tiny_http closes the sockets. Returns the clients still connected.
+/// Calls `each` with every socket of this process accepted on `port` (not the listener), and its
+/// descriptor. tiny_http keeps its connections to itself; this is how hellod reaches them.
 #[cfg(target_os = "linux")]
-pub fn shut_connection_reads(port: u16) -> io::Result<usize> {
+fn for_each_accepted(
+    port: u16,
+    mut each: impl FnMut(socket2::SockRef<'_>, std::os::fd::RawFd),
+) -> io::Result<()> {
     use std::os::fd::{BorrowedFd, RawFd};
 
-    let mut clients = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let name = entry?.file_name();
         let Some(fd) = name.to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
             continue;
         };
         // SAFETY: borrowed only for the calls below; a descriptor closed meanwhile makes them
-        // fail, and one reused meanwhile for another accepted connection is one to shut anyway.
+        // fail, and one reused meanwhile for another accepted connection is one of those sought.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let socket = socket2::SockRef::from(&borrowed);
         let accepted_here = socket
@@ -318,11 +317,27 @@ pub fn shut_connection_reads(port: u16) -> io::Result<usize> {
             .and_then(|addr| addr.as_socket())
             .is_some_and(|addr| addr.port() == port)
             && socket.is_listener().is_ok_and(|listening| !listening);
-        if let (true, Ok(peer)) = (accepted_here, socket.peer_addr()) {
+        if accepted_here {
+            each(socket, fd);
+        }
+    }
+    Ok(())
+}
+
+/// tiny_http gives no way to close a connection: a `Connection: close` header set on a response
+/// is dropped, and a keep-alive connection stays open for as long as its client keeps it. To stop
+/// cleanly, hellod shuts the reading side of every connection accepted on `port`: tiny_http's
+/// connection threads see the end of the stream and read no more requests, the requests already
+/// read are answered, and then tiny_http closes the sockets. Returns the clients still connected.
+#[cfg(target_os = "linux")]
+pub fn shut_connection_reads(port: u16) -> io::Result<usize> {
+    let mut clients = Vec::new();
+    for_each_accepted(port, |socket, _| {
+        if let Ok(peer) = socket.peer_addr() {
             let _ = socket.shutdown(std::net::Shutdown::Read);
             clients.push(peer.as_socket());
         }
-    }
+    })?;
     // Two descriptors per connection (tiny_http splits each into reading and writing halves).
     clients.sort_unstable();
     clients.dedup();
@@ -336,32 +351,17 @@ pub fn shut_connection_reads(_port: u16) -> io::Result<usize> {
 
 /// Shuts both ways the connections accepted on `port` from any of `clients`.
 #[cfg(target_os = "linux")]
-pub fn shut_connections_to(port: u16, clients: &[std::net::SocketAddr]) -> io::Result<()> {
-    use std::os::fd::{BorrowedFd, RawFd};
-
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let name = entry?.file_name();
-        let Some(fd) = name.to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
-            continue;
-        };
-        // SAFETY: borrowed only for the calls below, which fail on a descriptor closed meanwhile.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&borrowed);
-        let here = socket
-            .local_addr()
-            .ok()
-            .and_then(|addr| addr.as_socket())
-            .is_some_and(|addr| addr.port() == port);
+pub fn shut_connections_to(port: u16, clients: &[SocketAddr]) -> io::Result<()> {
+    for_each_accepted(port, |socket, _| {
         let peer = socket.peer_addr().ok().and_then(|addr| addr.as_socket());
-        if here && peer.is_some_and(|peer| clients.contains(&peer)) {
+        if peer.is_some_and(|peer| clients.contains(&peer)) {
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn shut_connections_to(_port: u16, _clients: &[std::net::SocketAddr]) -> io::Result<()> {
+pub fn shut_connections_to(_port: u16, _clients: &[SocketAddr]) -> io::Result<()> {
     Ok(())
 }
 
@@ -369,33 +369,15 @@ pub fn shut_connections_to(_port: u16, _clients: &[std::net::SocketAddr]) -> io:
 /// among them, any that tiny_http's pool left queued (see [`unstick_queued_connection`]).
 #[cfg(target_os = "linux")]
 pub fn connections_left_unread(port: u16) -> io::Result<Vec<u64>> {
-    use std::os::fd::{BorrowedFd, RawFd};
-
     let mut unread = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let name = entry?.file_name();
-        let Some(fd) = name.to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
-            continue;
-        };
-        // SAFETY: borrowed only for the calls below, which fail on a descriptor closed meanwhile.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&borrowed);
-        let accepted_here = socket
-            .local_addr()
-            .ok()
-            .and_then(|addr| addr.as_socket())
-            .is_some_and(|addr| addr.port() == port)
-            && socket.is_listener().is_ok_and(|listening| !listening);
-        if !accepted_here {
-            continue;
-        }
+    for_each_accepted(port, |_, fd| {
         let mut waiting: libc::c_int = 0;
         // SAFETY: FIONREAD writes one int.
         let queued = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting) } == 0 && waiting > 0;
         if let (true, Some(stat)) = (queued, fstat(fd)) {
             unread.push(stat.st_ino);
         }
-    }
+    })?;
     // Two descriptors per connection.
     unread.sort_unstable();
     unread.dedup();
