@@ -646,12 +646,13 @@ fn http2_request_lines_are_never_answered_nor_closed() {
         // The client gives up and leaves; the server side stays.
         drop(stream);
     }
-    // Far longer than the read timeout; descriptors of served connections go within it.
     let mut after = before;
     wait_for("the HTTP/2.0 connections to be taken up", DEADLINE, || {
         after = usage(server.pid()).unwrap();
         after.fds + 1 >= before.fds + 2 * LINES
     });
+    // Not synchronisation but the observation itself: still held after more than six read
+    // timeouts, within which the descriptors of any other silent connection are released.
     thread::sleep(Duration::from_secs(2));
     after = usage(server.pid()).unwrap();
     println!("before: {before}; {LINES} HTTP/2.0 request lines and 2 s later: {after}");
