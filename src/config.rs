@@ -14,6 +14,16 @@ pub const DEFAULT_STATUS: u16 = 200;
 pub const DEFAULT_GRACE_SECS: u64 = 10;
 pub const DEFAULT_READ_TIMEOUT_SECS: u64 = 75;
 pub const MAX_WORKERS: usize = 1024;
+/// Request head budget: 4x nginx's 8 KiB header buffers, 16x darkhttpd's 4,000 bytes, a
+/// sixteenth of Go's 1 MiB. Real clients stay far below it (big cookie jars reach about 8 KiB),
+/// and a hundred connections at the limit cost about 6 MiB, not Go's hundred.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+const MAX_HEADER_BYTES_RANGE: (usize, usize) = (1024, 1024 * 1024);
+/// Apache's LimitRequestFields: tiny_http holds each header as two strings, about 100 bytes.
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// nginx's client_max_body_size: bodies are read and thrown away, so none needs to be large.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+const MAX_CONNECTIONS_RANGE: (usize, usize) = (1, 1_000_000);
 const MAX_SECONDS: u64 = 86_400;
 
 /// Where to listen.
@@ -56,6 +66,9 @@ pub struct Config {
     pub access_log: bool,
     pub grace: Duration,
     pub read_timeout: Duration,
+    pub max_header_bytes: usize,
+    /// None: derived from the memory, descriptor and task limits the process runs under.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -107,20 +120,33 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         one line per request on stdout, control bytes escaped [default: off]
   --grace SECONDS       HELLOD_GRACE    longest a shutdown on SIGTERM/SIGINT may take [default: {DEFAULT_GRACE_SECS}]
   --read-timeout SECONDS HELLOD_READ_TIMEOUT
-                                        a connection silent (or not reading) this long is closed; also the
-                                        keep-alive timeout, longer than common load balancers' 60 s
-                                        [default: {DEFAULT_READ_TIMEOUT_SECS}]
+                                        a connection silent (or not reading) this long is closed, and a
+                                        request head must arrive whole this long after its first byte
+                                        (else 408); also the keep-alive timeout, longer than common load
+                                        balancers' 60 s [default: {DEFAULT_READ_TIMEOUT_SECS}]
+  --max-header-size BYTES HELLOD_MAX_HEADER_SIZE
+                                        largest request head (request line and headers), {min_head} to
+                                        {max_head}; larger ones get 431 [default: {DEFAULT_MAX_HEADER_BYTES}]
+  --max-connections N   HELLOD_MAX_CONNECTIONS
+                                        connections open at once, 1 to {max_conns}; more get 503 and are
+                                        closed at once. [default: what the memory limit (cgroup) allows at
+                                        32 KiB a connection, the open-files limit at two descriptors each
+                                        and the tasks limit at one thread each, whichever is least]
   -h, --help                            print this help
   -V, --version                         print the version
 
 healthcheck: GET URL [default: http://<listen address>/, an unspecified address meaning 127.0.0.1],
   2 s timeout; exit 0 on a 2xx answer, 1 otherwise. For images with no shell or curl.
 
-Limits: request headers are not size-limited (put a proxy in front on untrusted networks); bodies
-  are read and discarded; HTTP/1.0 and 1.1 only.
+Limits: at most {MAX_HEADER_FIELDS} header fields (431); bodies up to {MAX_BODY_BYTES} bytes (413), read and
+  discarded; HTTP/1.0 and 1.1 only (505); framing must be unambiguous (RFC 9112: one valid
+  Content-Length, chunked as the last transfer coding; 400 and close otherwise).
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure (e.g. address in use), 2 bad flag or value.
 ",
         version = env!("CARGO_PKG_VERSION"),
+        min_head = MAX_HEADER_BYTES_RANGE.0,
+        max_head = MAX_HEADER_BYTES_RANGE.1,
+        max_conns = MAX_CONNECTIONS_RANGE.1,
     )
 }
 
@@ -146,6 +172,8 @@ where
             Long("access-log") => flags.access_log = true,
             Long("grace") => flags.grace = Some(parser.value()?),
             Long("read-timeout") => flags.read_timeout = Some(parser.value()?),
+            Long("max-header-size") => flags.max_header_bytes = Some(parser.value()?),
+            Long("max-connections") => flags.max_connections = Some(parser.value()?),
             Long("url") if healthcheck => url = Some(utf8("--url", parser.value()?)?),
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
@@ -173,6 +201,8 @@ struct Flags {
     access_log: bool,
     grace: Option<OsString>,
     read_timeout: Option<OsString>,
+    max_header_bytes: Option<OsString>,
+    max_connections: Option<OsString>,
 }
 
 impl Flags {
@@ -193,7 +223,7 @@ impl Flags {
             },
         };
         let workers = match setting(self.workers, "--workers", "HELLOD_WORKERS") {
-            Some((name, value)) => parse_workers(name, &value)?,
+            Some((name, value)) => parse_count(name, &value, (1, MAX_WORKERS))?,
             None => default_workers.clamp(1, MAX_WORKERS),
         };
         let text = match setting(self.text, "--text", "HELLOD_TEXT") {
@@ -218,6 +248,21 @@ impl Flags {
             Some((name, value)) => parse_seconds(name, &value, 100)?,
             None => Duration::from_secs(DEFAULT_READ_TIMEOUT_SECS),
         };
+        let max_header_bytes = match setting(
+            self.max_header_bytes,
+            "--max-header-size",
+            "HELLOD_MAX_HEADER_SIZE",
+        ) {
+            Some((name, value)) => parse_count(name, &value, MAX_HEADER_BYTES_RANGE)?,
+            None => DEFAULT_MAX_HEADER_BYTES,
+        };
+        let max_connections = setting(
+            self.max_connections,
+            "--max-connections",
+            "HELLOD_MAX_CONNECTIONS",
+        )
+        .map(|(name, value)| parse_count(name, &value, MAX_CONNECTIONS_RANGE))
+        .transpose()?;
         Ok(Config {
             listen,
             workers,
@@ -226,6 +271,8 @@ impl Flags {
             access_log,
             grace,
             read_timeout,
+            max_header_bytes,
+            max_connections,
         })
     }
 }
@@ -275,10 +322,10 @@ fn parse_port(name: &str, value: &OsStr) -> Result<u16, UsageError> {
         .map_err(|_| invalid(name, value, EXPECTED))
 }
 
-fn parse_workers(name: &str, value: &OsStr) -> Result<usize, UsageError> {
-    let expected = format!("expected a whole number from 1 to {MAX_WORKERS}");
+fn parse_count(name: &str, value: &OsStr, (min, max): (usize, usize)) -> Result<usize, UsageError> {
+    let expected = format!("expected a whole number from {min} to {max}");
     match text(name, value, &expected)?.parse() {
-        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(invalid(name, value, &expected)),
     }
 }
@@ -368,6 +415,31 @@ mod tests {
         assert!(!config.access_log);
         assert_eq!(config.grace, Duration::from_secs(10));
         assert_eq!(config.read_timeout, Duration::from_secs(75));
+        assert_eq!(config.max_header_bytes, 65536);
+        assert_eq!(config.max_connections, None);
+    }
+
+    #[test]
+    fn limits_from_flags_and_environment() {
+        let config = serve(&["--max-header-size", "2048", "--max-connections=10"], &[]);
+        assert_eq!(
+            (config.max_header_bytes, config.max_connections),
+            (2048, Some(10))
+        );
+        let vars = [
+            ("HELLOD_MAX_HEADER_SIZE", "4096"),
+            ("HELLOD_MAX_CONNECTIONS", "7"),
+        ];
+        let config = serve(&[], &vars);
+        assert_eq!(
+            (config.max_header_bytes, config.max_connections),
+            (4096, Some(7))
+        );
+        assert_eq!(
+            error(&["--max-header-size", "100"], &[]),
+            "invalid value '100' for --max-header-size: expected a whole number from 1024 to 1048576"
+        );
+        assert!(error(&[], &[("HELLOD_MAX_CONNECTIONS", "0")]).contains("HELLOD_MAX_CONNECTIONS"));
     }
 
     #[test]

@@ -28,6 +28,12 @@ enum Connection {
 
 impl Connection {
     fn of(request: &Request) -> Connection {
+        // RFC 9112 6.3: a request framed both ways is answered, then the connection closed (the
+        // socket hooks end the stream after its body).
+        let has = |name: &'static str| request.headers().iter().any(|h| h.field.equiv(name));
+        if has("Transfer-Encoding") && has("Content-Length") {
+            return Connection::Close;
+        }
         let asked = request
             .headers()
             .iter()
@@ -133,24 +139,41 @@ fn date_header(time: SystemTime) -> Header {
     Header::from_bytes("Date", httpdate::fmt_http_date(time)).expect("an HTTP date is ASCII")
 }
 
-/// `[date] client "METHOD URL HTTP/x.y" status bytes`, with anything but printable ASCII escaped,
-/// so that a request cannot forge or break log lines.
+/// The access log line of an answer to `request`.
 pub fn access_log_line(request: &Request, status: u16, bytes: usize) -> String {
+    let request_line = format!(
+        "{} {} HTTP/{}",
+        request.method(),
+        request.url(),
+        request.http_version()
+    );
+    log_line(
+        request.remote_addr().copied(),
+        request_line.as_bytes(),
+        status,
+        bytes,
+    )
+}
+
+/// `[date] client "REQUEST LINE" status bytes`, with anything but printable ASCII escaped, so
+/// that a request cannot forge or break log lines.
+pub fn log_line(
+    client: Option<SocketAddr>,
+    request_line: &[u8],
+    status: u16,
+    bytes: usize,
+) -> String {
     let mut line = String::with_capacity(96);
     let date = httpdate::fmt_http_date(SystemTime::now());
-    let client = request
-        .remote_addr()
-        .map_or_else(|| "-".to_owned(), SocketAddr::to_string);
+    let client = client.map_or_else(|| "-".to_owned(), |client| client.to_string());
     let _ = write!(line, "[{date}] {client} \"");
-    escape_into(&mut line, request.method().as_str());
-    line.push(' ');
-    escape_into(&mut line, request.url());
-    let _ = write!(line, " HTTP/{}\" {status} {bytes}", request.http_version());
+    escape_into(&mut line, request_line);
+    let _ = write!(line, "\" {status} {bytes}");
     line
 }
 
-fn escape_into(out: &mut String, text: &str) {
-    for byte in text.bytes() {
+fn escape_into(out: &mut String, text: &[u8]) {
+    for &byte in text {
         match byte {
             b'"' | b'\\' => {
                 out.push('\\');
@@ -170,7 +193,7 @@ mod tests {
 
     fn escaped(text: &str) -> String {
         let mut out = String::new();
-        escape_into(&mut out, text);
+        escape_into(&mut out, text.as_bytes());
         out
     }
 

@@ -2,10 +2,6 @@ use std::process::ExitCode;
 
 use hellod::config::{self, Command};
 
-#[cfg(target_os = "linux")]
-#[global_allocator]
-static ALLOCATOR: hellod::tiny_http_gaps::HugeAllocations = hellod::tiny_http_gaps::HugeAllocations;
-
 fn main() -> ExitCode {
     // SAFETY: nothing has started a thread yet.
     unsafe { hellod::tiny_http_gaps::shrink_default_thread_stack() };

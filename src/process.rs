@@ -29,3 +29,91 @@ pub fn resident_kib() -> Option<u64> {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// What one connection costs in memory as a cgroup counts it: tiny_http's thread (its kernel
+/// stack, the pages of its stack it touches, page tables), two descriptors and socket buffers,
+/// measured at about 30 KiB.
+pub const CONNECTION_MEMORY: u64 = 32 * 1024;
+/// Memory kept for everything but connections: the process at rest and request heads in flight.
+const BASE_MEMORY: u64 = 8 * 1024 * 1024;
+/// Descriptors and threads kept for everything but connections.
+const BASE_DESCRIPTORS: u64 = 32;
+const BASE_TASKS: u64 = 32;
+
+/// As many connections as the process's limits allow: memory (its cgroup's), open files (two
+/// descriptors each) and tasks (a thread each), whichever allows the fewest.
+pub fn connections_allowed() -> usize {
+    let by_memory =
+        memory_limit().map(|bytes| bytes.saturating_sub(BASE_MEMORY) / CONNECTION_MEMORY);
+    let by_descriptors = open_files_limit().map(|files| files.saturating_sub(BASE_DESCRIPTORS) / 2);
+    let by_tasks =
+        cgroup_limit("pids.max", "pids", "pids.max").map(|tasks| tasks.saturating_sub(BASE_TASKS));
+    [by_memory, by_descriptors, by_tasks]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(10_000)
+        .clamp(1, 1_000_000) as usize
+}
+
+/// The memory limit of the process's cgroup, or of any above it, if there is one.
+pub fn memory_limit() -> Option<u64> {
+    cgroup_limit("memory.max", "memory", "memory.limit_in_bytes")
+}
+
+#[cfg(unix)]
+fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the one struct passed.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
+        .then_some(limit.rlim_cur)
+        .filter(|&files| files != libc::RLIM_INFINITY)
+}
+
+#[cfg(not(unix))]
+fn open_files_limit() -> Option<u64> {
+    None
+}
+
+/// The lowest limit in `v2_file` (cgroup v2) or `v1_file` of the `v1_controller` hierarchy, read
+/// at the cgroup mount's root (a container's own cgroup) and along the process's cgroup path up
+/// to the root (a systemd unit's, on a host). "max" and v1's huge "unlimited" count as none.
+fn cgroup_limit(v2_file: &str, v1_controller: &str, v1_file: &str) -> Option<u64> {
+    const UNLIMITED: u64 = 1 << 60;
+    let memberships = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut places = vec![
+        format!("/sys/fs/cgroup/{v2_file}"),
+        format!("/sys/fs/cgroup/{v1_controller}/{v1_file}"),
+    ];
+    for line in memberships.lines() {
+        let mut fields = line.splitn(3, ':').skip(1);
+        let (Some(controllers), Some(mut path)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let (root, file) = if controllers.is_empty() {
+            ("/sys/fs/cgroup".to_owned(), v2_file)
+        } else if controllers.split(',').any(|c| c == v1_controller) {
+            (format!("/sys/fs/cgroup/{v1_controller}"), v1_file)
+        } else {
+            continue;
+        };
+        while let Some((parent, _)) = path.rsplit_once('/') {
+            places.push(format!("{root}{path}/{file}"));
+            path = parent;
+        }
+    }
+    places
+        .iter()
+        .filter_map(|place| {
+            std::fs::read_to_string(place)
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .filter(|&limit| limit < UNLIMITED)
+        .min()
+}

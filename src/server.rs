@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Request, Server};
 
-use crate::config::{Config, Listen};
-use crate::greeting::{DateHeader, Greeting, access_log_line};
+use crate::config::{Config, MAX_BODY_BYTES, MAX_HEADER_FIELDS};
+use crate::greeting::{DateHeader, Greeting, access_log_line, log_line};
 use crate::shutdown::{self, StopSignals};
-use crate::tiny_http_gaps::{self, AcceptLoop};
+use crate::tiny_http_gaps::framing::Limits;
+use crate::tiny_http_gaps::{self, AcceptLoop, Guard, Refusal};
 use crate::{listener, process};
 
 /// How often the supervisor checks that the accept loop still runs, and unsticks a connection.
@@ -76,6 +77,21 @@ pub fn run(config: Config) -> Result<(), ServeError> {
 fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Result<(), ServeError> {
     let signals = StopSignals::install().map_err(context("cannot handle signals"))?;
     tiny_http_gaps::install_panic_hook();
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(process::connections_allowed);
+    let guard = Guard {
+        limits: Limits {
+            max_head: config.max_header_bytes,
+            max_headers: MAX_HEADER_FIELDS,
+            max_body: MAX_BODY_BYTES,
+        },
+        head_timeout: config.read_timeout,
+        max_connections,
+    };
+    let log_refusals = config.access_log.then_some(log_refusal as fn(&Refusal));
+    let guarded =
+        tiny_http_gaps::install_guard(guard, log_refusals).map_err(context("cannot guard"))?;
 
     let serving = Arc::new(Serving {
         greeting: Greeting::new(&config.text, config.status),
@@ -88,28 +104,30 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
     let mut current = start().map_err(context("cannot start serving"))?;
 
     println!(
-        "hellod {} listening on http://{local_addr} ({} worker{}, {} resident)",
+        "hellod {} listening on http://{local_addr} ({} worker{}, {}, {} resident)",
         env!("CARGO_PKG_VERSION"),
         config.workers,
         if config.workers == 1 { "" } else { "s" },
+        if guarded {
+            format!("up to {max_connections} connections")
+        } else {
+            "no connection or request limits in this build".to_owned()
+        },
         process::resident_kib().map_or_else(|| "unknown".into(), |kib| format!("{kib} KiB")),
     );
 
-    let reachable_addr = Listen::Exact(local_addr).loopback_target();
     let mut restart_pause = Duration::ZERO;
     let mut answers_seen = HashMap::new();
-    let mut queued = QueuedConnections::default();
     let signal = loop {
         if let Some(signal) = signals.wait(ACCEPT_CHECK) {
             break signal;
         }
-        queued.unstick(reachable_addr);
-        cut_clients_not_reading(&serving, &mut answers_seen, local_addr.port());
+        cut_clients_not_reading(&serving, &mut answers_seen);
         if current.accept.is_running() {
             continue;
         }
-        // An idle accept() timing out ends the loop after a long life; anything that ends young
-        // is a failure that may go on (out of descriptors), so wait longer each time.
+        // A loop that ends young (tiny_http's accept thread panicking, out of descriptors or
+        // threads) may fail again at once: wait longer each time.
         restart_pause = if current.started.elapsed() > Duration::from_secs(1) {
             Duration::ZERO
         } else {
@@ -193,7 +211,7 @@ impl AcceptGeneration {
 /// at two checks in a row (so for 250 ms at least) is stuck on a client that does not read: that
 /// client's connection is shut, which fails the write, and the queued requests after it fail as
 /// fast. `seen` holds, for each worker, its count of answers and whether it was answering.
-fn cut_clients_not_reading(serving: &Serving, seen: &mut HashMap<usize, (u64, bool)>, port: u16) {
+fn cut_clients_not_reading(serving: &Serving, seen: &mut HashMap<usize, (u64, bool)>) {
     let mut stuck = Vec::new();
     let mut alive = HashMap::new();
     serving.pulses.lock().unwrap().retain(|pulse| {
@@ -213,7 +231,7 @@ fn cut_clients_not_reading(serving: &Serving, seen: &mut HashMap<usize, (u64, bo
     });
     *seen = alive;
     if !stuck.is_empty() {
-        let _ = tiny_http_gaps::shut_connections_to(port, &stuck);
+        tiny_http_gaps::shut_connections_to(&stuck);
     }
 }
 
@@ -237,11 +255,8 @@ fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
             }
             Ok(None) if retired.load(Ordering::Relaxed) => return,
             Ok(None) => {}
-            // The accept loop ended. An idle accept() timing out (the read timeout, inherited from
-            // the listener) is routine; the supervisor restarts the loop either way.
-            Err(error)
-                if error.kind() == io::ErrorKind::WouldBlock
-                    || serving.stopping.load(Ordering::Relaxed) => {}
+            // The accept loop ended: expected once stopping; the supervisor restarts it otherwise.
+            Err(_) if serving.stopping.load(Ordering::Relaxed) => {}
             Err(error) => eprintln!("hellod: accepting failed: {error}"),
         }
     }
@@ -265,41 +280,13 @@ impl Serving {
     }
 }
 
-/// Connections that tiny_http's pool left queued (see
-/// [`tiny_http_gaps::unstick_queued_connection`]) have their request unread in the kernel's
-/// queue. Each connection found with unread bytes at two checks in a row gets up to three
-/// connections of our own; none are opened while nothing waits, so idle pool threads still
-/// leave after their 5 s.
-#[derive(Default)]
-struct QueuedConnections {
-    /// Connections (socket inodes) seen with unread bytes, and how often each was unstuck.
-    seen: HashMap<u64, u32>,
-}
-
-impl QueuedConnections {
-    const TRIES_EACH: u32 = 3;
-    const MOST_AT_ONCE: usize = 64;
-
-    fn unstick(&mut self, reachable_addr: SocketAddr) {
-        let Ok(unread) = tiny_http_gaps::connections_left_unread(reachable_addr.port()) else {
-            return;
-        };
-        let mut tries = 0;
-        let mut seen = HashMap::with_capacity(unread.len());
-        for inode in unread {
-            let tried = match self.seen.get(&inode) {
-                Some(&tried) if tried < Self::TRIES_EACH && tries < Self::MOST_AT_ONCE => {
-                    tries += 1;
-                    tried + 1
-                }
-                Some(&tried) => tried,
-                None => 0,
-            };
-            seen.insert(inode, tried);
-        }
-        self.seen = seen;
-        for _ in 0..tries {
-            tiny_http_gaps::unstick_queued_connection(reachable_addr);
-        }
-    }
+/// hellod's own answers (431, 400, 505, ...) in the access log, like every other.
+fn log_refusal(refusal: &Refusal) {
+    let line = log_line(
+        refusal.client,
+        refusal.request_line,
+        refusal.status,
+        refusal.body_len,
+    );
+    let _ = writeln!(io::stdout().lock(), "{line}");
 }

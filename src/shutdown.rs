@@ -61,12 +61,11 @@ impl StopSignals {
 /// when it gave up.
 pub fn drain(listener: &TcpListener, grace: Duration) -> usize {
     let deadline = Instant::now() + grace;
-    let port = listener.local_addr().map_or(0, |addr| addr.port());
     // On Linux this also wakes the accept loop, which then ends.
     let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
     loop {
         // Again on every round: a connection accepted just before the listener shut is shut too.
-        let connected = tiny_http_gaps::shut_connection_reads(port).unwrap_or(0);
+        let connected = tiny_http_gaps::shut_connection_reads();
         if connected == 0 || Instant::now() >= deadline {
             return connected;
         }

@@ -1,0 +1,153 @@
+//! Every workaround for a gap in tiny_http 0.12, each next to the behaviour it answers, so that
+//! it can be deleted the day upstream fixes it. tiny_http itself is used as published: these act
+//! from outside, on the listening socket, the process, its socket calls and the requests it hands
+//! over. One file a family: the accept loop, the socket calls (and the framing they check),
+//! panics; the smaller ones are here.
+
+use std::io;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use socket2::Socket;
+use tiny_http::Request;
+
+mod accept_loop;
+pub mod framing;
+mod panics;
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+mod socket_hooks;
+
+pub use accept_loop::AcceptLoop;
+pub use panics::{contain, install_panic_hook};
+
+/// What the socket hooks hold every connection to.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub limits: framing::Limits,
+    /// A request head must arrive whole within this time from its first byte.
+    pub head_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// An answer hellod gave itself, for the access log.
+pub struct Refusal<'a> {
+    pub client: Option<SocketAddr>,
+    pub request_line: &'a [u8],
+    pub status: u16,
+    pub body_len: usize,
+}
+
+/// Puts the guard in tiny_http's path, where the build allows it: the static musl build, whose
+/// linker binds tiny_http's socket calls to hellod's (see `socket_hooks`). Elsewhere nothing is
+/// guarded, and false says so.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+pub fn install_guard(guard: Guard, access_log: Option<fn(&Refusal)>) -> io::Result<bool> {
+    socket_hooks::install(guard, access_log).map(|()| true)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "musl")))]
+pub fn install_guard(_guard: Guard, _access_log: Option<fn(&Refusal)>) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// tiny_http gives no way to close a connection: a `Connection: close` header set on a response
+/// is dropped, and a keep-alive connection stays open for as long as its client keeps it. To stop
+/// cleanly, hellod shuts the reading side of every open connection: tiny_http's connection
+/// threads see the end of the stream and read no more requests, the requests already read are
+/// answered, and then tiny_http closes the sockets. Returns the connections still open.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+pub fn shut_connection_reads() -> usize {
+    socket_hooks::for_each_connection(|socket| {
+        let _ = socket.shutdown(std::net::Shutdown::Read);
+    });
+    socket_hooks::open_connections()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "musl")))]
+pub fn shut_connection_reads() -> usize {
+    0
+}
+
+/// Shuts both ways the open connections from any of `clients`.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+pub fn shut_connections_to(clients: &[SocketAddr]) {
+    socket_hooks::for_each_connection(|socket| {
+        let peer = socket.peer_addr().ok().and_then(|addr| addr.as_socket());
+        if peer.is_some_and(|peer| clients.contains(&peer)) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    });
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "musl")))]
+pub fn shut_connections_to(_clients: &[SocketAddr]) {}
+
+/// tiny_http sets no socket options and has no timeouts at all (upstream #56): a silent client
+/// holds its connection thread forever, and small responses wait for Nagle. Accepted sockets
+/// inherit these options from the listener. `SO_RCVTIMEO` also makes an idle `accept()` time out,
+/// which would end tiny_http's accept loop; the `accept4` hook waits on instead.
+pub fn tune_listener(socket: &Socket, read_timeout: Duration) -> io::Result<()> {
+    socket.set_tcp_nodelay(true)?;
+    socket.set_read_timeout(Some(read_timeout))?;
+    socket.set_write_timeout(Some(read_timeout))
+}
+
+/// tiny_http drops any `Connection` header a response sets (`Response::add_header`), so a client
+/// that asked to close is not told that the connection closes after the answer (RFC 9112 section
+/// 9.6 says it should be), and an HTTP/1.0 client that asked to keep it open is not told that it
+/// may (ApacheBench's `-k` waits for that). tiny_http does not check header values for line breaks
+/// either (upstream #288), so the header goes in after the value of another: the `Server` header
+/// `hellod\r\nConnection: close`. The strings are fixed; no client data ever gets there.
+pub fn server_header_with_connection(server: &str, connection: &str) -> tiny_http::Header {
+    let value = format!("{server}\r\nConnection: {connection}");
+    tiny_http::Header::from_bytes("Server", value).expect("fixed ASCII header is valid")
+}
+
+/// A request with a body (see [`carries_body`]) that tiny_http has not read yet (above 1 KiB, chunked, or behind
+/// `Expect: 100-continue`) is read by whoever answers it, and what is left unread is thrown away
+/// when the request is dropped, blocking until the client has sent it all or the read timeout
+/// fires. On a worker, a few clients that declare more than they send would stop the server; so
+/// such requests are answered on a thread of their own. Bodies are rare for a greeting server.
+pub fn answer_on_own_thread(request: Request, answer: impl FnOnce(Request) + Send + 'static) {
+    let body_thread = thread::Builder::new()
+        .name("hellod-body".into())
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let mut request = request;
+            // Read it all here, so that a chunked body is not left to be parsed as the next
+            // request.
+            contain(|| {
+                let _ = io::copy(&mut request.as_reader(), &mut io::sink());
+            });
+            answer(request);
+        });
+    if let Err(error) = body_thread {
+        // The request went with the closure: tiny_http answered it with a 500.
+        eprintln!("hellod: cannot start a thread for a request body: {error}");
+    }
+}
+
+pub fn carries_body(request: &Request) -> bool {
+    request.body_length().is_some_and(|length| length > 0)
+        || request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding"))
+}
+
+/// tiny_http spawns its accept thread and a thread per connection with `thread::spawn`, so each
+/// reserves std's default 2 MiB stack: 1,000 connections map 2 GiB and about 4 MiB of page
+/// tables, for threads that touch a few KiB of stack. std reads `RUST_MIN_STACK` at its first
+/// spawn, so setting it here gives those threads the stack hellod's own workers have. A value
+/// the operator set is kept.
+///
+/// # Safety
+///
+/// No other thread may be running: it changes the environment.
+pub unsafe fn shrink_default_thread_stack() {
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        // SAFETY: the caller guarantees no other thread reads or writes the environment now.
+        unsafe { std::env::set_var("RUST_MIN_STACK", "131072") };
+    }
+}

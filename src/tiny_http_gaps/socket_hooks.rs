@@ -1,0 +1,557 @@
+//! tiny_http's sockets, seen as they are used: `accept4`, `recv`, `shutdown` and `close`, defined
+//! here under their libc names. In the static musl build the linker binds every caller to these,
+//! tiny_http's threads included, so each connection it accepts and each byte it reads passes
+//! through hellod first, at the moment it happens, with nothing walked on a timer.
+//!
+//! - `accept4` admits at most the connection limit (past it: a 503 and a close), waits for an
+//!   open descriptor instead of failing (tiny_http's accept loop ends for good on its first
+//!   error, upstream #283), and waits until the connection accepted before it has been taken up
+//!   by a thread of tiny_http's pool (whose `TaskPool::spawn` otherwise loses wake-ups in bursts
+//!   and leaves a connection queued, unread, behind a long keep-alive one).
+//! - `recv` runs what tiny_http reads through [`Framing`] and gives a request head a deadline from
+//!   its first byte; a head it must not see ends the stream there.
+//! - `shutdown` of a connection's writing half, which tiny_http calls once it has answered all
+//!   it read, first sends hellod's own answer to the head that was stopped.
+//! - `close` forgets the connection.
+//!
+//! tiny_http reads through a duplicate of the accepted descriptor (`try_clone`); it is matched to
+//! its connection by inode at its first read. Until [`install`] is called, every hook only passes
+//! the call on, so other programs linking this library are unaffected.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use libc::{c_int, c_void, size_t, sockaddr, socklen_t, ssize_t};
+
+use super::framing::{Framing, Scan};
+use super::{Guard, Refusal};
+
+struct Settings {
+    guard: Guard,
+    /// Where hellod's own answers go, if the access log is on.
+    access_log: Option<fn(&Refusal)>,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+const OFF: u8 = 0;
+const PROBING: u8 = 1;
+const ON: u8 = 2;
+static MODE: AtomicU8 = AtomicU8::new(OFF);
+/// One bit per hook seen while probing.
+static PROBED: AtomicU8 = AtomicU8::new(0);
+
+/// Connections accepted and not yet closed.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the hooks to work with `settings`, after proving that tiny_http's calls reach them: a
+/// toolchain that bound them elsewhere would leave every limit silently off.
+pub fn install(guard: Guard, access_log: Option<fn(&Refusal)>) -> io::Result<()> {
+    let _ = SETTINGS.set(Settings { guard, access_log });
+    MODE.store(PROBING, SeqCst);
+    let probed = probe();
+    MODE.store(if probed.is_ok() { ON } else { OFF }, SeqCst);
+    probed
+}
+
+/// One accept, read, shutdown and close through std, as tiny_http makes them, on a Unix socket
+/// (a network namespace may have no loopback).
+fn probe() -> io::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+
+    let name = format!("hellod-probe-{}", std::process::id());
+    let address = SocketAddr::from_abstract_name(name.as_bytes())?;
+    let listener = UnixListener::bind_addr(&address)?;
+    let mut client = UnixStream::connect_addr(&address)?;
+    let (mut accepted, _) = listener.accept()?;
+    client.write_all(b"x")?;
+    accepted.read_exact(&mut [0])?;
+    accepted.shutdown(std::net::Shutdown::Write)?;
+    drop(accepted);
+    if PROBED.load(SeqCst) == 0b1111 {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "tiny_http's socket calls do not reach hellod's guard (seen: {:04b}); \
+             refusing to serve without its limits",
+            PROBED.load(SeqCst)
+        )))
+    }
+}
+
+fn active(probe_bit: u8) -> bool {
+    match MODE.load(Relaxed) {
+        ON => true,
+        PROBING => {
+            PROBED.fetch_or(probe_bit, SeqCst);
+            false
+        }
+        _ => false,
+    }
+}
+
+fn settings() -> &'static Settings {
+    SETTINGS.get().expect("installed before it is on")
+}
+
+fn errno() -> c_int {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn set_errno(code: c_int) {
+    // SAFETY: the calling thread's errno.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// One accepted connection: its two descriptors (the accepted one, which tiny_http writes to,
+/// and the duplicate it reads from) and what has been read of it.
+struct Connection {
+    accepted: RawFd,
+    inode: u64,
+    reading: Mutex<Reading>,
+}
+
+struct Reading {
+    framing: Framing,
+    head_deadline: Option<Instant>,
+    /// The answer to send when tiny_http has answered everything before it.
+    answer: Option<u16>,
+}
+
+impl Connection {
+    fn reading(&self) -> MutexGuard<'_, Reading> {
+        self.reading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// tiny_http's read: through [`Framing`], and within the head's deadline.
+    fn recv(&self, fd: RawFd, buf: *mut c_void, len: size_t) -> ssize_t {
+        let deadline = {
+            let reading = self.reading();
+            if reading.framing.is_stopped() {
+                return 0;
+            }
+            reading.head_deadline
+        };
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let millis = left.as_millis().min(c_int::MAX as u128) as c_int;
+            // SAFETY: one pollfd, owned here.
+            if unsafe { libc::poll(&mut poll, 1, millis) } == 0 {
+                self.stop(408);
+                return 0;
+            }
+        }
+        // SAFETY: the caller's buffer and length, as given.
+        let received =
+            unsafe { libc::recvfrom(fd, buf, len, 0, std::ptr::null_mut(), std::ptr::null_mut()) };
+        if received <= 0 {
+            return received;
+        }
+        // SAFETY: the kernel wrote `received` bytes there.
+        let bytes = unsafe { std::slice::from_raw_parts(buf as *const u8, received as usize) };
+        let mut reading = self.reading();
+        let scan = reading.framing.scan(bytes);
+        reading.head_deadline = match (reading.framing.in_head(), reading.head_deadline) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now() + settings().guard.head_timeout),
+            (true, deadline) => deadline,
+        };
+        match scan {
+            Scan::Pass => received,
+            Scan::Stop { keep, status } => {
+                reading.answer = status;
+                keep as ssize_t
+            }
+        }
+    }
+
+    fn stop(&self, status: u16) {
+        let mut reading = self.reading();
+        if !reading.framing.is_stopped() {
+            reading.framing.stop();
+            reading.answer = Some(status);
+        }
+    }
+
+    /// Sends the answer to a stopped head, if any, then lets the client's remaining bytes go so
+    /// that the close ends in a FIN, not a reset that could destroy the answer in flight.
+    fn answer_before_shutdown(&self, fd: RawFd) {
+        let (status, request_line) = {
+            let mut reading = self.reading();
+            let Some(status) = reading.answer.take() else {
+                return;
+            };
+            (status, reading.framing.request_line().to_vec())
+        };
+        let response = refusal_response(status);
+        // SAFETY: sends from a buffer owned here.
+        unsafe {
+            libc::send(
+                fd,
+                response.as_ptr().cast(),
+                response.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if let Some(log) = settings().access_log {
+            let client = socket2::SockRef::from(&borrowed(fd))
+                .peer_addr()
+                .ok()
+                .and_then(|addr| addr.as_socket());
+            log(&Refusal {
+                client,
+                request_line: &request_line,
+                status,
+                body_len: reason(status).len(),
+            });
+        }
+    }
+}
+
+fn borrowed(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: used only for calls on a descriptor the caller is about to use anyway; a closed
+    // one makes them fail.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// A whole response that closes the connection; the reason is the body too.
+fn refusal_response(status: u16) -> Vec<u8> {
+    let reason = reason(status);
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nServer: hellod\r\nDate: {}\r\nContent-Type: text/plain; \
+         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+        reason.len(),
+    )
+    .into_bytes()
+}
+
+/// Both descriptors of every open connection, in shards so that reads on different
+/// connections rarely wait for each other.
+type Shard = Mutex<HashMap<RawFd, Arc<Connection>, BuildHasherDefault<FdHasher>>>;
+const SHARDS: usize = 32;
+static REGISTRY: [Shard; SHARDS] =
+    [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
+
+/// Descriptors are small distinct integers: they are their own hash.
+#[derive(Default)]
+struct FdHasher(u64);
+
+impl Hasher for FdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | byte as u64;
+        }
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.0 = n as u64;
+    }
+}
+
+fn shard(
+    fd: RawFd,
+) -> MutexGuard<'static, HashMap<RawFd, Arc<Connection>, BuildHasherDefault<FdHasher>>> {
+    REGISTRY[fd as usize % SHARDS]
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn registered(fd: RawFd) -> Option<Arc<Connection>> {
+    shard(fd).get(&fd).cloned()
+}
+
+/// Connections accepted whose reading duplicate has not been read from yet: at most one per
+/// accept loop, since `accept4` waits for the last one to be taken up.
+static PENDING: Mutex<Vec<Arc<Connection>>> = Mutex::new(Vec::new());
+static PENDING_COUNT: AtomicUsize = AtomicUsize::new(0);
+static TAKEN_UP: Condvar = Condvar::new();
+
+/// Longest an accept waits for the connection before it to be taken up; only a thread that
+/// cannot be started takes this long.
+const TAKE_UP_WAIT: Duration = Duration::from_millis(200);
+
+fn pending() -> MutexGuard<'static, Vec<Arc<Connection>>> {
+    PENDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The connection a read on `fd` belongs to: known already, or a pending one whose duplicate
+/// this is (then it is taken up now).
+fn connection_read_on(fd: RawFd) -> Option<Arc<Connection>> {
+    if let Some(connection) = registered(fd) {
+        return Some(connection);
+    }
+    if PENDING_COUNT.load(Acquire) == 0 {
+        return None;
+    }
+    let inode = inode(fd)?;
+    let connection = {
+        let mut pending = pending();
+        let at = pending.iter().position(|c| c.inode == inode)?;
+        let connection = pending.swap_remove(at);
+        PENDING_COUNT.store(pending.len(), Release);
+        connection
+    };
+    shard(fd).insert(fd, connection.clone());
+    TAKEN_UP.notify_all();
+    Some(connection)
+}
+
+fn inode(fd: RawFd) -> Option<u64> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `stat` on success and nothing else.
+    (unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == 0)
+        .then(|| unsafe { stat.assume_init() }.st_ino)
+}
+
+/// Waits until the connections accepted before have been taken up by tiny_http's pool.
+fn wait_until_taken_up() {
+    if PENDING_COUNT.load(Acquire) == 0 {
+        return;
+    }
+    let deadline = Instant::now() + TAKE_UP_WAIT;
+    let mut pending = pending();
+    while !pending.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        pending = TAKEN_UP
+            .wait_timeout(pending, left)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+    }
+}
+
+/// Registers a connection just accepted, or refuses it (false) past the connection limit.
+fn admit(fd: RawFd) -> bool {
+    if OPEN.load(Relaxed) >= settings().guard.max_connections {
+        return false;
+    }
+    let Some(inode) = inode(fd) else {
+        return false;
+    };
+    OPEN.fetch_add(1, Relaxed);
+    let connection = Arc::new(Connection {
+        accepted: fd,
+        inode,
+        reading: Mutex::new(Reading {
+            framing: Framing::new(settings().guard.limits),
+            head_deadline: None,
+            answer: None,
+        }),
+    });
+    shard(fd).insert(fd, connection.clone());
+    let mut pending = pending();
+    pending.push(connection);
+    PENDING_COUNT.store(pending.len(), Release);
+    true
+}
+
+/// Past the connection limit: said at once, without reading the request, then closed.
+fn refuse(fd: RawFd) {
+    let response = refusal_response(503);
+    // SAFETY: a descriptor just accepted and owned here; a buffer owned here.
+    unsafe {
+        libc::send(
+            fd,
+            response.as_ptr().cast(),
+            response.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        );
+        raw_close(fd);
+    }
+}
+
+/// Set while an accept waits for a descriptor to be closed.
+static WAITING_FOR_CLOSE: AtomicBool = AtomicBool::new(false);
+static CLOSED: Condvar = Condvar::new();
+static CLOSED_LOCK: Mutex<()> = Mutex::new(());
+/// Also retried this often: descriptors closed without `close` (by the kernel) wake nobody.
+const CLOSE_WAIT: Duration = Duration::from_millis(100);
+
+fn wait_for_a_close() {
+    let guard = CLOSED_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    WAITING_FOR_CLOSE.store(true, SeqCst);
+    let _ = CLOSED.wait_timeout(guard, CLOSE_WAIT);
+    WAITING_FOR_CLOSE.store(false, SeqCst);
+}
+
+/// Calls `each` with the accepted socket of every open connection.
+pub fn for_each_connection(mut each: impl FnMut(socket2::SockRef<'_>)) {
+    for shard in &REGISTRY {
+        let accepted: Vec<RawFd> = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|(fd, connection)| **fd == connection.accepted)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in accepted {
+            each(socket2::SockRef::from(&borrowed(fd)));
+        }
+    }
+}
+
+/// Connections open now.
+pub fn open_connections() -> usize {
+    OPEN.load(Relaxed)
+}
+
+// The hooks. Each passes the call on to the kernel as musl would, and does its work around it.
+
+/// # Safety
+///
+/// As `accept4(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    loop {
+        if MODE.load(Relaxed) == ON {
+            wait_until_taken_up();
+        }
+        // SAFETY: the caller's arguments, as given.
+        let accepted = unsafe { libc::syscall(libc::SYS_accept4, fd, addr, len, flags) } as c_int;
+        if !active(0b0001) {
+            return accepted;
+        }
+        if accepted >= 0 {
+            if admit(accepted) {
+                return accepted;
+            }
+            refuse(accepted);
+            continue;
+        }
+        match errno() {
+            // The listener's read timeout (inherited by accepted sockets) ends an idle wait.
+            libc::EAGAIN | libc::EINTR | libc::ECONNABORTED => {}
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => wait_for_a_close(),
+            _ => return accepted,
+        }
+    }
+}
+
+/// # Safety
+///
+/// As `recv(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+    if active(0b0010)
+        && flags == 0
+        && let Some(connection) = connection_read_on(fd)
+    {
+        return connection.recv(fd, buf, len);
+    }
+    // SAFETY: the caller's arguments, as given.
+    unsafe {
+        libc::recvfrom(
+            fd,
+            buf,
+            len,
+            flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// # Safety
+///
+/// As `shutdown(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    let connection = (active(0b0100) && how == libc::SHUT_WR)
+        .then(|| registered(fd))
+        .flatten()
+        .filter(|connection| connection.accepted == fd);
+    if let Some(connection) = &connection {
+        connection.answer_before_shutdown(fd);
+    }
+    // SAFETY: as given.
+    let result = unsafe { libc::syscall(libc::SYS_shutdown, fd, how) } as c_int;
+    if connection.is_some() {
+        discard_unread(fd);
+    }
+    result
+}
+
+/// Reads and drops what the client has sent and nobody will read, at most 64 KiB, without
+/// waiting.
+fn discard_unread(fd: RawFd) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        // SAFETY: into a buffer owned here.
+        let n = unsafe { libc::recv(fd, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
+        if n <= 0 {
+            return;
+        }
+    }
+}
+
+/// # Safety
+///
+/// As `close(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if active(0b1000) {
+        // Forgotten before the number can be reused.
+        if let Some(connection) = shard(fd).remove(&fd)
+            && connection.accepted == fd
+        {
+            OPEN.fetch_sub(1, Relaxed);
+        }
+        if WAITING_FOR_CLOSE.load(SeqCst) {
+            CLOSED.notify_all();
+        }
+    }
+    // SAFETY: as given.
+    unsafe { raw_close(fd) }
+}
+
+/// musl's `close`: an interrupted close has closed the descriptor all the same.
+unsafe fn raw_close(fd: c_int) -> c_int {
+    // SAFETY: the caller's descriptor.
+    match unsafe { libc::syscall(libc::SYS_close, fd) } {
+        -1 if errno() == libc::EINTR => {
+            set_errno(0);
+            0
+        }
+        result => result as c_int,
+    }
+}
