@@ -114,7 +114,7 @@ pub struct Framing {
 /// Request lines longer than this are cut short in the access log.
 const LOGGED_REQUEST_LINE: usize = 256;
 
-fn is_token_byte(byte: u8) -> bool {
+pub(super) fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use libc::{c_int, c_void, size_t, sockaddr, socklen_t, ssize_t};
 
-use super::framing::{Framing, Scan};
+use super::framing::{Framing, Scan, is_token_byte};
 use super::{Guard, Refusal};
 
 struct Settings {
@@ -197,7 +197,11 @@ impl Connection {
             };
             (status, reading.framing.request_line().to_vec())
         };
-        let response = refusal_response(status);
+        // The method as far as it goes, even in a request line refused at its next byte.
+        let head = request_line
+            .strip_prefix(b"HEAD")
+            .is_some_and(|rest| rest.first().is_none_or(|&next| !is_token_byte(next)));
+        let response = refusal_response(status, head);
         // SAFETY: sends from a buffer owned here.
         unsafe {
             libc::send(
@@ -216,7 +220,7 @@ impl Connection {
                 client,
                 request_line: &request_line,
                 status,
-                body_len: reason(status).len(),
+                body_len: if head { 0 } else { reason(status).len() },
             });
         }
     }
@@ -240,14 +244,16 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// A whole response that closes the connection; the reason is the body too.
-fn refusal_response(status: u16) -> Vec<u8> {
+/// A whole response that closes the connection; the reason is the body too, except in the
+/// answer to a HEAD.
+fn refusal_response(status: u16, head: bool) -> Vec<u8> {
     let reason = reason(status);
     format!(
         "HTTP/1.1 {status} {reason}\r\nServer: hellod\r\nDate: {}\r\nContent-Type: text/plain; \
-         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
+         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         httpdate::fmt_http_date(std::time::SystemTime::now()),
         reason.len(),
+        if head { "" } else { reason },
     )
     .into_bytes()
 }
@@ -380,7 +386,7 @@ fn admit(fd: RawFd) -> bool {
 
 /// Past the connection limit: said at once, without reading the request, then closed.
 fn refuse(fd: RawFd) {
-    let response = refusal_response(503);
+    let response = refusal_response(503, false);
     // SAFETY: a descriptor just accepted and owned here; a buffer owned here.
     unsafe {
         libc::send(

@@ -1,0 +1,200 @@
+//! Bodies: declared past the limit, stalled half-way, and answers a client never reads; and a
+//! burst of clients that tiny_http's thread pool could leave waiting.
+
+use super::*;
+
+/// `Content-Length: 1000000000000` made tiny_http's discard buffer abort the process, and
+/// `18446744073709551615` made it panic (capacity overflow). Any length past the 1 MiB body
+/// limit now gets a 413 before tiny_http sees the head, whatever the client does next, and the
+/// connection closes at once.
+#[test]
+fn declared_bodies_past_the_limit_get_413() {
+    let mut server = Server::start(&["--read-timeout", "60", "--workers", "1"]);
+    let lengths = [
+        "1048577",
+        "1000000000000",
+        "18446744073709551615",
+        "99999999999999999999999999",
+    ];
+    for length in lengths {
+        for after in [
+            After::HalfClose,
+            After::KeepOpen,
+            After::HangUp,
+            After::Reset,
+        ] {
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\nsome body bytes"
+            );
+            let (received, ending) = exchange(&server, request.as_bytes(), after, DEADLINE);
+            let statuses: Vec<u16> = parse_responses(&received, false)
+                .unwrap_or_else(|e| panic!("{length} {after:?}: {e}"))
+                .iter()
+                .map(|r| r.status)
+                .collect();
+            println!("Content-Length {length:<26} {after:?}: {statuses:?} {ending:?}");
+            if matches!(after, After::HalfClose | After::KeepOpen) {
+                assert_eq!(statuses, [413], "{length} {after:?}");
+                assert_ne!(ending, Ending::StillOpen, "{length} {after:?}");
+            }
+            assert_alive(&mut server);
+            assert_eq!(server.get("/").status(), 200, "after {length} {after:?}");
+        }
+    }
+}
+
+/// Clients stalled inside a body shorter than its Content-Length (read by tiny_http before the
+/// request is queued up to 1 KiB, lazily above), inside a chunk, or behind Expect: 100-continue,
+/// each pinning no worker: with one worker and a read timeout longer than the test's patience,
+/// a normal request is still answered while they stall.
+#[cfg(target_os = "linux")]
+#[test]
+fn clients_stalled_in_bodies_do_not_pin_the_worker() {
+    let server = Server::start(&["--workers", "1", "--read-timeout", "60"]);
+    let stalls = [
+        "POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789".to_owned(),
+        format!(
+            "POST /large HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n{}",
+            "x".repeat(100)
+        ),
+        "POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nabc"
+            .to_owned(),
+        "POST /expect HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+            .to_owned(),
+        "GET /get-body HTTP/1.1\r\nHost: t\r\nContent-Length: 3000\r\n\r\nabc".to_owned(),
+    ];
+    let mut stalled = Vec::new();
+    for stall in &stalls {
+        for _ in 0..2 {
+            let mut stream = server.connect();
+            stream.write_all(stall.as_bytes()).unwrap();
+            // One at a time, each read by the server before the next connects: a burst would
+            // meet tiny_http's thread pool race instead (`a_burst_of_keep_alive_clients...`).
+            let client = stream.local_addr().unwrap();
+            wait_for("the server to read the stalled request", DEADLINE, || {
+                common::unread_by_server(server.addr, client) == Some(0)
+            });
+            stalled.push(stream);
+        }
+    }
+    // Within the deadline (20 s), far below the 60 s a pinned worker would wait.
+    for _ in 0..5 {
+        greet(&server);
+    }
+    // The stalled clients were still stalled meanwhile: not answered (except the interim 100
+    // Continue) and not closed.
+    for (i, stream) in stalled.iter_mut().enumerate() {
+        stream.set_nonblocking(true).unwrap();
+        let mut buffer = [0u8; 512];
+        match stream.read(&mut buffer) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok(n) if buffer[..n].starts_with(b"HTTP/1.1 100 ") => {}
+            other => panic!("stalled client {i} was not stalled: {other:?}"),
+        }
+    }
+}
+
+/// tiny_http's thread pool loses wake-ups: when several connections arrive together while
+/// threads are idle, it counts a woken thread as idle until that thread runs, queues the next
+/// connections for it instead of starting threads, and those wait until some connection ends.
+/// With keep-alive clients that is the read timeout later. Every client of a burst must get its
+/// answer; the read timeout (60 s) is far beyond the test's patience (20 s). Each round is a new
+/// server; the race does not hit every burst, so up to five are tried.
+#[test]
+fn a_burst_of_keep_alive_clients_all_get_answers() {
+    const CLIENTS: usize = 32;
+    for round in 0..5 {
+        let server = Server::start(&["--read-timeout", "60"]);
+        let mut clients: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| {
+                let mut stream = server.connect();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .unwrap();
+                stream
+            })
+            .collect();
+        let deadline = Instant::now() + DEADLINE;
+        let mut unanswered = 0;
+        for stream in &mut clients {
+            stream
+                .set_read_timeout(Some(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                ))
+                .unwrap();
+            let mut buffer = [0u8; 256];
+            match stream.read(&mut buffer) {
+                Ok(n) if buffer[..n].starts_with(b"HTTP/1.1 200 OK") => {}
+                _ => unanswered += 1,
+            }
+        }
+        println!("round {round}: {unanswered} of {CLIENTS} keep-alive clients unanswered");
+        assert_eq!(
+            unanswered, 0,
+            "clients of a burst left waiting for a thread until the read timeout"
+        );
+    }
+}
+
+/// A client that pipelines requests and never reads the answers fills the socket buffers, and
+/// the worker writing to it blocks for up to the write timeout (--read-timeout); tiny_http has
+/// meanwhile read and queued the requests that follow, and every worker that takes one waits
+/// for that answer to be written first. With as many such clients as workers (here one and
+/// one), nobody else is answered. Once the worker is blocked on that client (or the server has
+/// cut it off), a normal request must be answered within the deadline (20 s), far below the
+/// 60 s write timeout.
+#[cfg(target_os = "linux")]
+#[test]
+fn clients_that_never_read_their_answers_do_not_pin_the_worker() {
+    let server = Server::start(&["--workers", "1", "--read-timeout", "60"]);
+    let stream = server.connect();
+    socket2::SockRef::from(&stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pump = {
+        let (mut stream, stop) = (stream.try_clone().unwrap(), stop.clone());
+        stream
+            .set_write_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        thread::spawn(move || {
+            let batch = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(64);
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match stream.write(&batch) {
+                    Ok(n) => sent += n,
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(e) => return (sent, Some(e)),
+                }
+            }
+            (sent, None)
+        })
+    };
+    wait_for("the worker to block on the client", DEADLINE, || {
+        pump.is_finished()
+            || common::thread_waits(server.pid())
+                .iter()
+                .any(|(name, wait)| {
+                    // Blocked in a socket write (the function's name varies with the kernel).
+                    name == "hellod-worker"
+                        && matches!(wait.as_str(), "wait_woken" | "sk_stream_wait_memory")
+                })
+    });
+    let meanwhile = usage(server.pid()).unwrap();
+    let started = Instant::now();
+    let outcome = std::panic::catch_unwind(|| greet(&server));
+    let waited = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, cut) = pump.join().unwrap();
+    println!(
+        "{sent} bytes of pipelined requests sent ({} requests), client cut off: {cut:?}; hellod \
+         meanwhile: {meanwhile}; a normal request then waited {waited:?}",
+        sent / 28
+    );
+    drop(stream);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
