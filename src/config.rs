@@ -99,7 +99,7 @@ impl From<lexopt::Error> for UsageError {
     }
 }
 
-pub fn help_text(default_workers: usize) -> String {
+pub fn help_text(default_workers: usize, default_connections: usize) -> String {
     format!(
         "\
 hellod {version}: a tiny static HTTP server that answers every request with a fixed greeting.
@@ -128,19 +128,22 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         largest request head (request line and headers), {min_head} to
                                         {max_head}; larger ones get 431 [default: {DEFAULT_MAX_HEADER_BYTES}]
   --max-connections N   HELLOD_MAX_CONNECTIONS
-                                        connections open at once, 1 to {max_conns}; more get 503 and are
-                                        closed at once. [default: what the memory limit (cgroup) allows at
-                                        32 KiB a connection, the open-files limit at two descriptors each
-                                        and the tasks limit at one thread each, whichever is least]
+                                        connections open at once, 1 to {max_conns}; past it, a 503 and a
+                                        close [default: what the memory limit (cgroup) allows at 32 KiB
+                                        each, after 8 MiB and 3/16 kept for request heads; the open-files
+                                        limit at 2 descriptors each; the tasks limit at a thread each;
+                                        whichever is least, here {default_connections}]
   -h, --help                            print this help
   -V, --version                         print the version
 
 healthcheck: GET URL [default: http://<listen address>/, an unspecified address meaning 127.0.0.1],
   2 s timeout; exit 0 on a 2xx answer, 1 otherwise. For images with no shell or curl.
 
-Limits: at most {MAX_HEADER_FIELDS} header fields (431); bodies up to {MAX_BODY_BYTES} bytes (413), read and
+Limits: at most {MAX_HEADER_FIELDS} header fields (431); unfinished request heads together at most a 16th of
+  the memory limit, 64 MiB without one (503); bodies up to {MAX_BODY_BYTES} bytes (413), read and
   discarded; HTTP/1.0 and 1.1 only (505); framing must be unambiguous (RFC 9112: one valid
-  Content-Length, chunked as the last transfer coding; 400 and close otherwise).
+  Content-Length, chunked as the last transfer coding; 400 and close otherwise). Every refusal
+  closes the connection.
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure (e.g. address in use), 2 bad flag or value.
 ",
         version = env!("CARGO_PKG_VERSION"),

@@ -17,7 +17,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Ok(Command::Help) => {
-            print!("{}", config::help_text(default_workers));
+            let default_connections = hellod::process::connections_allowed();
+            print!(
+                "{}",
+                config::help_text(default_workers, default_connections)
+            );
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {

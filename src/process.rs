@@ -34,17 +34,26 @@ pub fn resident_kib() -> Option<u64> {
 /// stack, the pages of its stack it touches, page tables), two descriptors and socket buffers,
 /// measured at about 30 KiB.
 pub const CONNECTION_MEMORY: u64 = 32 * 1024;
-/// Memory kept for everything but connections: the process at rest and request heads in flight.
+/// Memory kept for the process at rest and its spare threads.
 const BASE_MEMORY: u64 = 8 * 1024 * 1024;
+/// The share of a memory limit that unfinished request heads may take, together; what tiny_http
+/// holds of a head costs up to three times its size (a line buffer grown by doubling, then the
+/// header strings parsed from it).
+const HEAD_SHARE: u64 = 16;
+const HEAD_COST: u64 = 3;
+/// Without a memory limit.
+const DEFAULT_HEAD_BUDGET: u64 = 64 * 1024 * 1024;
 /// Descriptors and threads kept for everything but connections.
 const BASE_DESCRIPTORS: u64 = 32;
 const BASE_TASKS: u64 = 32;
 
-/// As many connections as the process's limits allow: memory (its cgroup's), open files (two
-/// descriptors each) and tasks (a thread each), whichever allows the fewest.
+/// As many connections as the process's limits allow: memory (its cgroup's, less what heads may
+/// take), open files (two descriptors each) and tasks (a thread each), whichever allows the
+/// fewest.
 pub fn connections_allowed() -> usize {
-    let by_memory =
-        memory_limit().map(|bytes| bytes.saturating_sub(BASE_MEMORY) / CONNECTION_MEMORY);
+    let by_memory = memory_limit().map(|bytes| {
+        bytes.saturating_sub(BASE_MEMORY + HEAD_COST * (bytes / HEAD_SHARE)) / CONNECTION_MEMORY
+    });
     let by_descriptors = open_files_limit().map(|files| files.saturating_sub(BASE_DESCRIPTORS) / 2);
     let by_tasks =
         cgroup_limit("pids.max", "pids", "pids.max").map(|tasks| tasks.saturating_sub(BASE_TASKS));
@@ -54,6 +63,13 @@ pub fn connections_allowed() -> usize {
         .min()
         .unwrap_or(10_000)
         .clamp(1, 1_000_000) as usize
+}
+
+/// Bytes of unfinished request heads that all connections together may hold: a sixteenth of
+/// the memory limit, but room for four heads of `max_head` at least.
+pub fn head_budget(max_head: usize) -> usize {
+    let budget = memory_limit().map_or(DEFAULT_HEAD_BUDGET, |bytes| bytes / HEAD_SHARE);
+    (budget as usize).max(4 * max_head)
 }
 
 /// The memory limit of the process's cgroup, or of any above it, if there is one.

@@ -88,6 +88,7 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
         },
         head_timeout: config.read_timeout,
         max_connections,
+        head_budget: process::head_budget(config.max_header_bytes),
     };
     let log_refusals = config.access_log.then_some(log_refusal as fn(&Refusal));
     let guarded =

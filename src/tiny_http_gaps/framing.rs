@@ -180,6 +180,11 @@ impl Framing {
         )
     }
 
+    /// Bytes of the head under way that tiny_http holds.
+    pub fn head_bytes(&self) -> usize {
+        if self.in_head() { self.head_len } else { 0 }
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.state == State::Stopped
     }

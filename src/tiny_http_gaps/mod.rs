@@ -28,6 +28,9 @@ pub struct Guard {
     /// A request head must arrive whole within this time from its first byte.
     pub head_timeout: Duration,
     pub max_connections: usize,
+    /// Bytes of unfinished request heads that all connections together may hold; past it, the
+    /// connection whose head grows gets a 503.
+    pub head_budget: usize,
 }
 
 /// An answer hellod gave itself, for the access log.

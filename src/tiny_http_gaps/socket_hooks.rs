@@ -48,6 +48,9 @@ static PROBED: AtomicU8 = AtomicU8::new(0);
 
 /// Connections accepted and not yet closed.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of unfinished heads, all connections together: tiny_http holds each in a line buffer
+/// and in the header strings it has parsed.
+static HEAD_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets the hooks to work with `settings`, after proving that tiny_http's calls reach them: a
 /// toolchain that bound them elsewhere would leave every limit silently off.
@@ -123,6 +126,28 @@ struct Reading {
     head_deadline: Option<Instant>,
     /// The answer to send when tiny_http has answered everything before it.
     answer: Option<u16>,
+    /// This connection's share of [`HEAD_BYTES`].
+    head_bytes: usize,
+}
+
+impl Reading {
+    /// Brings this connection's share of [`HEAD_BYTES`] up to date; returns the new total.
+    fn count_head_bytes(&mut self) -> usize {
+        let now = self.framing.head_bytes();
+        let total = if now >= self.head_bytes {
+            HEAD_BYTES.fetch_add(now - self.head_bytes, Relaxed) + (now - self.head_bytes)
+        } else {
+            HEAD_BYTES.fetch_sub(self.head_bytes - now, Relaxed) - (self.head_bytes - now)
+        };
+        self.head_bytes = now;
+        total
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        HEAD_BYTES.fetch_sub(self.head_bytes, Relaxed);
+    }
 }
 
 impl Connection {
@@ -170,7 +195,14 @@ impl Connection {
             (true, None) => Some(Instant::now() + settings().guard.head_timeout),
             (true, deadline) => deadline,
         };
+        let heads = reading.count_head_bytes();
         match scan {
+            Scan::Pass if heads > settings().guard.head_budget && reading.framing.in_head() => {
+                reading.framing.stop();
+                reading.answer = Some(503);
+                reading.count_head_bytes();
+                0
+            }
             Scan::Pass => received,
             Scan::Stop { keep, status } => {
                 reading.answer = status;
@@ -184,6 +216,7 @@ impl Connection {
         if !reading.framing.is_stopped() {
             reading.framing.stop();
             reading.answer = Some(status);
+            reading.count_head_bytes();
         }
     }
 
@@ -375,6 +408,7 @@ fn admit(fd: RawFd) -> bool {
             framing: Framing::new(settings().guard.limits),
             head_deadline: None,
             answer: None,
+            head_bytes: 0,
         }),
     });
     shard(fd).insert(fd, connection.clone());
