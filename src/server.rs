@@ -270,11 +270,13 @@ impl Serving {
             access_log_line(&request, self.greeting.status(), bytes)
         });
         let response = self.greeting.response(&request, date);
+        let client = request.remote_addr().copied();
         // A client gone before its answer is no concern of the server's; tiny_http may panic after
         // the answer went out, throwing away an unread body, and the answer is still logged.
         tiny_http_gaps::contain(|| {
             let _ = request.respond(response);
         });
+        tiny_http_gaps::answered(client);
         if let Some(line) = log_line {
             let _ = writeln!(io::stdout().lock(), "{line}");
         }

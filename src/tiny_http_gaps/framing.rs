@@ -11,6 +11,8 @@
 //! It is stricter than RFC 9112 allows a server to be (bare LF, obsolete line folding and bytes
 //! above 0x7e in heads are refused), never more lenient than tiny_http.
 
+use std::collections::VecDeque;
+
 /// The bounds [`Framing`] holds a connection to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -109,7 +111,14 @@ pub struct Framing {
     /// After this request's body, stop (a request framed by both `Transfer-Encoding` and
     /// `Content-Length`).
     stop_after_body: bool,
+    /// The head sizes of the requests handed to tiny_http and not yet answered, oldest first.
+    unanswered: VecDeque<usize>,
+    unanswered_bytes: usize,
 }
+
+/// What a request costs tiny_http besides its head's bytes (the `Request`, its header vector,
+/// its channels), about.
+const REQUEST_OVERHEAD: usize = 512;
 
 /// Request lines longer than this are cut short in the access log.
 const LOGGED_REQUEST_LINE: usize = 256;
@@ -158,6 +167,8 @@ impl Framing {
             chunk_digits: 0,
             body_total: 0,
             stop_after_body: false,
+            unanswered: VecDeque::new(),
+            unanswered_bytes: 0,
         }
     }
 
@@ -180,9 +191,23 @@ impl Framing {
         )
     }
 
-    /// Bytes of the head under way that tiny_http holds.
-    pub fn head_bytes(&self) -> usize {
-        if self.in_head() { self.head_len } else { 0 }
+    /// What tiny_http holds of this connection's heads, in bytes: the one under way, and each
+    /// request it has read and not yet seen answered (its head and its `Request`).
+    pub fn held_bytes(&self) -> usize {
+        let unfinished = if self.in_head() { self.head_len } else { 0 };
+        unfinished + self.unanswered_bytes + REQUEST_OVERHEAD * self.unanswered.len()
+    }
+
+    /// Requests read and handed to tiny_http, not yet answered.
+    pub fn requests_ahead(&self) -> usize {
+        self.unanswered.len()
+    }
+
+    /// The oldest request handed to tiny_http has been answered (answers go in order).
+    pub fn answered(&mut self) {
+        if let Some(head) = self.unanswered.pop_front() {
+            self.unanswered_bytes -= head;
+        }
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -484,7 +509,12 @@ impl Framing {
             .expect
             .as_deref()
             .is_some_and(|expect| !expect.eq_ignore_ascii_case(b"100-continue"));
-        if expectation_failed || upgrade {
+        if expectation_failed {
+            return Ok(State::Unframed);
+        }
+        self.unanswered.push_back(self.head_len);
+        self.unanswered_bytes += self.head_len;
+        if upgrade {
             // With `Connection: upgrade` tiny_http hands the rest of the stream to the handler.
             return Ok(State::Unframed);
         }

@@ -61,9 +61,7 @@ pub fn install_guard(_guard: Guard, _access_log: Option<fn(&Refusal)>) -> io::Re
 /// answered, and then tiny_http closes the sockets. Returns the connections still open.
 #[cfg(all(target_os = "linux", target_env = "musl"))]
 pub fn shut_connection_reads() -> usize {
-    socket_hooks::for_each_connection(|socket| {
-        let _ = socket.shutdown(std::net::Shutdown::Read);
-    });
+    socket_hooks::shut_connections(std::net::Shutdown::Read, |_| true);
     socket_hooks::open_connections()
 }
 
@@ -72,14 +70,22 @@ pub fn shut_connection_reads() -> usize {
     0
 }
 
+/// A request from `client` has been answered: the socket hooks let its connection read on.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+pub fn answered(client: Option<SocketAddr>) {
+    if let Some(client) = client {
+        socket_hooks::answered(client);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "musl")))]
+pub fn answered(_client: Option<SocketAddr>) {}
+
 /// Shuts both ways the open connections from any of `clients`.
 #[cfg(all(target_os = "linux", target_env = "musl"))]
 pub fn shut_connections_to(clients: &[SocketAddr]) {
-    socket_hooks::for_each_connection(|socket| {
-        let peer = socket.peer_addr().ok().and_then(|addr| addr.as_socket());
-        if peer.is_some_and(|peer| clients.contains(&peer)) {
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-        }
+    socket_hooks::shut_connections(std::net::Shutdown::Both, |peer| {
+        peer.is_some_and(|peer| clients.contains(&peer))
     });
 }
 

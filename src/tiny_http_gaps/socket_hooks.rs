@@ -9,7 +9,10 @@
 //!   by a thread of tiny_http's pool (whose `TaskPool::spawn` otherwise loses wake-ups in bursts
 //!   and leaves a connection queued, unread, behind a long keep-alive one).
 //! - `recv` runs what tiny_http reads through [`Framing`] and gives a request head a deadline from
-//!   its first byte; a head it must not see ends the stream there.
+//!   its first byte; a head it must not see ends the stream there. It also reads no further while
+//!   a connection has [`MAX_AHEAD`] requests unanswered: tiny_http reads pipelined requests as fast
+//!   as they come into a queue without bound, so a client that sends and never reads would grow
+//!   it by tens of megabytes a second ([`answered`] is the workers' side).
 //! - `shutdown` of a connection's writing half, which tiny_http calls once it has answered all
 //!   it read, first sends hellod's own answer to the head that was stopped.
 //! - `close` forgets the connection.
@@ -21,6 +24,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -48,9 +52,13 @@ static PROBED: AtomicU8 = AtomicU8::new(0);
 
 /// Connections accepted and not yet closed.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
-/// Bytes of unfinished heads, all connections together: tiny_http holds each in a line buffer
-/// and in the header strings it has parsed.
+/// What tiny_http holds of request heads, all connections together: unfinished heads (in a
+/// line buffer and the header strings parsed from it) and requests read but not yet answered.
 static HEAD_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Requests a connection may have read and not answered before hellod stops reading from it:
+/// twice the depth of common pipelining benchmarks (16).
+const MAX_AHEAD: usize = 32;
 
 /// Sets the hooks to work with `settings`, after proving that tiny_http's calls reach them: a
 /// toolchain that bound them elsewhere would leave every limit silently off.
@@ -118,7 +126,10 @@ fn set_errno(code: c_int) {
 struct Connection {
     accepted: RawFd,
     inode: u64,
+    peer: Option<SocketAddr>,
     reading: Mutex<Reading>,
+    /// Notified when a request of this connection has been answered, or the connection shut.
+    room: Condvar,
 }
 
 struct Reading {
@@ -128,12 +139,14 @@ struct Reading {
     answer: Option<u16>,
     /// This connection's share of [`HEAD_BYTES`].
     head_bytes: usize,
+    /// Shut by hellod (a stop, a client not reading): nothing more to wait for.
+    shut: bool,
 }
 
 impl Reading {
     /// Brings this connection's share of [`HEAD_BYTES`] up to date; returns the new total.
     fn count_head_bytes(&mut self) -> usize {
-        let now = self.framing.head_bytes();
+        let now = self.framing.held_bytes();
         let total = if now >= self.head_bytes {
             HEAD_BYTES.fetch_add(now - self.head_bytes, Relaxed) + (now - self.head_bytes)
         } else {
@@ -160,7 +173,13 @@ impl Connection {
     /// tiny_http's read: through [`Framing`], and within the head's deadline.
     fn recv(&self, fd: RawFd, buf: *mut c_void, len: size_t) -> ssize_t {
         let deadline = {
-            let reading = self.reading();
+            let mut reading = self.reading();
+            while reading.framing.requests_ahead() >= MAX_AHEAD && !reading.shut {
+                reading = self
+                    .room
+                    .wait(reading)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
             if reading.framing.is_stopped() {
                 return 0;
             }
@@ -211,6 +230,18 @@ impl Connection {
         }
     }
 
+    fn answered(&self) {
+        let mut reading = self.reading();
+        reading.framing.answered();
+        reading.count_head_bytes();
+        self.room.notify_one();
+    }
+
+    fn wake(&self) {
+        self.reading().shut = true;
+        self.room.notify_one();
+    }
+
     fn stop(&self, status: u16) {
         let mut reading = self.reading();
         if !reading.framing.is_stopped() {
@@ -245,12 +276,8 @@ impl Connection {
             )
         };
         if let Some(log) = settings().access_log {
-            let client = socket2::SockRef::from(&borrowed(fd))
-                .peer_addr()
-                .ok()
-                .and_then(|addr| addr.as_socket());
             log(&Refusal {
-                client,
+                client: self.peer,
                 request_line: &request_line,
                 status,
                 body_len: if head { 0 } else { reason(status).len() },
@@ -293,16 +320,38 @@ fn refusal_response(status: u16, head: bool) -> Vec<u8> {
 
 /// Both descriptors of every open connection, in shards so that reads on different
 /// connections rarely wait for each other.
-type Shard = Mutex<HashMap<RawFd, Arc<Connection>, BuildHasherDefault<FdHasher>>>;
+type Shard = Mutex<HashMap<RawFd, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
 const SHARDS: usize = 32;
 static REGISTRY: [Shard; SHARDS] =
     [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
-/// Descriptors are small distinct integers: they are their own hash.
-#[derive(Default)]
-struct FdHasher(u64);
+/// Every open connection by its client's address, for the workers to say which was answered.
+type PeerShard = Mutex<HashMap<SocketAddr, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
+static PEERS: [PeerShard; SHARDS] =
+    [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
-impl Hasher for FdHasher {
+fn peers(
+    peer: SocketAddr,
+) -> MutexGuard<'static, HashMap<SocketAddr, Arc<Connection>, BuildHasherDefault<KeyHasher>>> {
+    PEERS[peer.port() as usize % SHARDS]
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A worker has answered a request of the connection from `peer`.
+pub fn answered(peer: SocketAddr) {
+    let connection = peers(peer).get(&peer).cloned();
+    if let Some(connection) = connection {
+        connection.answered();
+    }
+}
+
+/// Descriptors and client addresses are small keys, distinct among open connections: their
+/// last eight bytes (an address's port and the end of its IP) are hash enough.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -318,7 +367,7 @@ impl Hasher for FdHasher {
 
 fn shard(
     fd: RawFd,
-) -> MutexGuard<'static, HashMap<RawFd, Arc<Connection>, BuildHasherDefault<FdHasher>>> {
+) -> MutexGuard<'static, HashMap<RawFd, Arc<Connection>, BuildHasherDefault<KeyHasher>>> {
     REGISTRY[fd as usize % SHARDS]
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -393,7 +442,7 @@ fn wait_until_taken_up() {
 }
 
 /// Registers a connection just accepted, or refuses it (false) past the connection limit.
-fn admit(fd: RawFd) -> bool {
+fn admit(fd: RawFd, peer: Option<SocketAddr>) -> bool {
     if OPEN.load(Relaxed) >= settings().guard.max_connections {
         return false;
     }
@@ -404,18 +453,56 @@ fn admit(fd: RawFd) -> bool {
     let connection = Arc::new(Connection {
         accepted: fd,
         inode,
+        peer,
         reading: Mutex::new(Reading {
             framing: Framing::new(settings().guard.limits),
             head_deadline: None,
             answer: None,
             head_bytes: 0,
+            shut: false,
         }),
+        room: Condvar::new(),
     });
     shard(fd).insert(fd, connection.clone());
+    if let Some(peer) = peer {
+        peers(peer).insert(peer, connection.clone());
+    }
     let mut pending = pending();
     pending.push(connection);
     PENDING_COUNT.store(pending.len(), Release);
     true
+}
+
+/// The client's address as `accept4` wrote it.
+unsafe fn peer_of(addr: *const sockaddr, len: *const socklen_t) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    if addr.is_null() || len.is_null() {
+        return None;
+    }
+    // SAFETY: the kernel wrote a socket address of `*len` bytes at `addr`; each family's
+    // structure is read only when that many bytes are there.
+    unsafe {
+        let len = *len as usize;
+        match (*addr).sa_family as c_int {
+            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                let v4 = addr.cast::<libc::sockaddr_in>().read_unaligned();
+                let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                Some(SocketAddr::new(ip.into(), u16::from_be(v4.sin_port)))
+            }
+            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                let v6 = addr.cast::<libc::sockaddr_in6>().read_unaligned();
+                // As std reads it for tiny_http's `remote_addr`, flow and scope included.
+                Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                    Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                    u16::from_be(v6.sin6_port),
+                    u32::from_be(v6.sin6_flowinfo),
+                    v6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Past the connection limit: said at once, without reading the request, then closed.
@@ -449,18 +536,20 @@ fn wait_for_a_close() {
     WAITING_FOR_CLOSE.store(false, SeqCst);
 }
 
-/// Calls `each` with the accepted socket of every open connection.
-pub fn for_each_connection(mut each: impl FnMut(socket2::SockRef<'_>)) {
+/// Shuts `how` the open connections whose client `which` picks, and wakes their reading
+/// threads if they wait for answers.
+pub fn shut_connections(how: std::net::Shutdown, which: impl Fn(Option<SocketAddr>) -> bool) {
     for shard in &REGISTRY {
-        let accepted: Vec<RawFd> = shard
+        let connections: Vec<Arc<Connection>> = shard
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .iter()
-            .filter(|(fd, connection)| **fd == connection.accepted)
-            .map(|(fd, _)| *fd)
+            .filter(|(fd, connection)| **fd == connection.accepted && which(connection.peer))
+            .map(|(_, connection)| connection.clone())
             .collect();
-        for fd in accepted {
-            each(socket2::SockRef::from(&borrowed(fd)));
+        for connection in connections {
+            let _ = socket2::SockRef::from(&borrowed(connection.accepted)).shutdown(how);
+            connection.wake();
         }
     }
 }
@@ -492,7 +581,8 @@ pub unsafe extern "C" fn accept4(
             return accepted;
         }
         if accepted >= 0 {
-            if admit(accepted) {
+            // SAFETY: the kernel filled the caller's address buffer, if there was one.
+            if admit(accepted, unsafe { peer_of(addr, len) }) {
                 return accepted;
             }
             refuse(accepted);
@@ -574,6 +664,9 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         if let Some(connection) = shard(fd).remove(&fd)
             && connection.accepted == fd
         {
+            if let Some(peer) = connection.peer {
+                peers(peer).remove(&peer);
+            }
             OPEN.fetch_sub(1, Relaxed);
         }
         if WAITING_FOR_CLOSE.load(SeqCst) {

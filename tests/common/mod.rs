@@ -421,6 +421,14 @@ pub fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
+/// The highest resident memory of `pid` so far (VmHWM), in KiB.
+#[cfg(target_os = "linux")]
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 /// The `q`-quantile (0.0 to 1.0) of `samples`, which it sorts.
 pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     assert!(!samples.is_empty(), "no samples");

@@ -198,3 +198,39 @@ fn clients_that_never_read_their_answers_do_not_pin_the_worker() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// tiny_http reads pipelined requests into its queue as fast as they come, while the answers
+/// wait for a client that does not read them: one such client grew hellod by 75 MB in 3 s.
+/// hellod stops reading from a connection 32 requests ahead of its answers, so the same client
+/// now costs next to nothing until it is cut off.
+#[test]
+fn a_client_pipelining_without_reading_costs_bounded_memory() {
+    let server = Server::start(&["--read-timeout", "60"]);
+    assert_eq!(server.get("/").status(), 200);
+    let before = common::peak_rss_kib(server.pid()).unwrap();
+    let mut stream = server.connect();
+    socket2::SockRef::from(&stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let batch = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+    let (started, mut sent) = (Instant::now(), 0);
+    // The attack itself: two seconds of requests, or until hellod cuts the client off.
+    while started.elapsed() < Duration::from_secs(2) {
+        match stream.write(&batch) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let grown = common::peak_rss_kib(server.pid()).unwrap() - before;
+    println!(
+        "{} requests pipelined in {:?}, never read: peak resident memory +{grown} KiB",
+        sent / 28,
+        started.elapsed()
+    );
+    assert!(grown < 4096, "+{grown} KiB for one client");
+    greet(&server);
+}
