@@ -105,7 +105,7 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         without a body [default: {DEFAULT_STATUS}]
   --access-log          HELLOD_ACCESS_LOG=1
                                         one line per request on stdout, control bytes escaped [default: off]
-  --grace SECONDS       HELLOD_GRACE    longest a shutdown on SIGTERM/SIGINT may take [default: {DEFAULT_GRACE_SECS}]
+  --grace SECONDS       HELLOD_GRACE    longest a stop on SIGTERM/SIGINT (Ctrl-C) may take [default: {DEFAULT_GRACE_SECS}]
   --read-timeout SECONDS HELLOD_READ_TIMEOUT
                                         a connection silent (or not reading) this long is closed; also the
                                         keep-alive timeout, longer than common load balancers' 60 s
@@ -118,7 +118,7 @@ healthcheck: GET URL [default: http://<listen address>/, an unspecified address 
 
 Limits: request headers are not size-limited (put a proxy in front on untrusted networks); bodies
   are read and discarded; HTTP/1.0 and 1.1 only.
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure (e.g. address in use), 2 bad flag or value.
+Exit codes: 0 stopped by SIGTERM/SIGINT (Ctrl-C), 1 runtime failure (e.g. address in use), 2 bad flag or value.
 ",
         version = env!("CARGO_PKG_VERSION"),
     )
