@@ -80,7 +80,7 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
     tiny_http_gaps::install_panic_hook();
 
     let serving = Arc::new(Serving {
-        greeting: Greeting::new(&config.text, config.status),
+        greeting: Greeting::new(&config.text, config.status, &config.headers),
         access_log: config.access_log,
         retired_idle: config.read_timeout + Duration::from_secs(1),
         stopping: AtomicBool::new(false),
