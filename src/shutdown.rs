@@ -149,7 +149,8 @@ fn stop_accepting(listener: TcpListener) {
 
 /// Windows cannot shut a listening socket, and closing this handle leaves the socket open for the
 /// duplicate that tiny_http's accept loop blocks on. Non-blocking mode belongs to the socket, not
-/// to a handle: once set, the loop's next `accept()` fails at once, and the loop ends and closes
+/// to a handle (Winsock's "Shared Sockets": the state of a socket is held in common across its
+/// descriptors): once set, the loop's next `accept()` fails at once, and the loop ends and closes
 /// its duplicate. A connection of hellod's own wakes it from the `accept()` it is blocked in.
 #[cfg(windows)]
 fn stop_accepting(listener: TcpListener) {
