@@ -69,6 +69,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// None: derived from the memory, descriptor and task limits the process runs under.
     pub max_connections: Option<usize>,
+    /// Response headers from `--header`/`HELLOD_HEADERS`, names as given, values trimmed.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -118,7 +120,7 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         without a body [default: {DEFAULT_STATUS}]
   --access-log          HELLOD_ACCESS_LOG=1
                                         one line per request on stdout, control bytes escaped [default: off]
-  --grace SECONDS       HELLOD_GRACE    longest a shutdown on SIGTERM/SIGINT may take [default: {DEFAULT_GRACE_SECS}]
+  --grace SECONDS       HELLOD_GRACE    longest a stop on SIGTERM/SIGINT (Ctrl-C) may take [default: {DEFAULT_GRACE_SECS}]
   --read-timeout SECONDS HELLOD_READ_TIMEOUT
                                         a connection silent (or not reading) this long is closed, and a
                                         request head must arrive whole this long after its first byte
@@ -133,6 +135,10 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         each, after 8 MiB and 3/16 kept for request heads; the open-files
                                         limit at 2 descriptors each; the tasks limit at a thread each;
                                         whichever is least, here {default_connections}]
+  --header 'NAME: VALUE' HELLOD_HEADERS (one header a line)
+                                        a response header, repeatable; Content-Type and Server replace
+                                        hellod's; Date, Content-Length, Transfer-Encoding and hop-by-hop
+                                        headers (Connection, Keep-Alive, ...) are refused
   -h, --help                            print this help
   -V, --version                         print the version
 
@@ -144,7 +150,7 @@ Limits: at most {MAX_HEADER_FIELDS} header fields (431); unfinished request head
   discarded; HTTP/1.0 and 1.1 only (505); framing must be unambiguous (RFC 9112: one valid
   Content-Length, chunked as the last transfer coding; 400 and close otherwise). Every refusal
   closes the connection.
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure (e.g. address in use), 2 bad flag or value.
+Exit codes: 0 stopped by SIGTERM/SIGINT (Ctrl-C), 1 runtime failure (e.g. address in use), 2 bad flag or value.
 ",
         version = env!("CARGO_PKG_VERSION"),
         min_head = MAX_HEADER_BYTES_RANGE.0,
@@ -177,6 +183,7 @@ where
             Long("read-timeout") => flags.read_timeout = Some(parser.value()?),
             Long("max-header-size") => flags.max_header_bytes = Some(parser.value()?),
             Long("max-connections") => flags.max_connections = Some(parser.value()?),
+            Long("header") => flags.headers.push(parser.value()?),
             Long("url") if healthcheck => url = Some(utf8("--url", parser.value()?)?),
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
@@ -197,6 +204,7 @@ where
 
 #[derive(Default)]
 struct Flags {
+    headers: Vec<OsString>,
     listen: Option<OsString>,
     workers: Option<OsString>,
     text: Option<OsString>,
@@ -266,6 +274,21 @@ impl Flags {
         )
         .map(|(name, value)| parse_count(name, &value, MAX_CONNECTIONS_RANGE))
         .transpose()?;
+        // Like every flag, --header wins over its variable: any --header, and HELLOD_HEADERS is
+        // not read at all.
+        let (headers_name, header_lines) = if self.headers.is_empty() {
+            let value = env("HELLOD_HEADERS")
+                .map_or(Ok(String::new()), |value| utf8("HELLOD_HEADERS", value))?;
+            let lines = value.lines().filter(|line| !line.trim().is_empty());
+            ("HELLOD_HEADERS", lines.map(str::to_owned).collect())
+        } else {
+            let lines = self
+                .headers
+                .into_iter()
+                .map(|value| utf8("--header", value));
+            ("--header", lines.collect::<Result<Vec<_>, _>>()?)
+        };
+        let headers = parse_headers(headers_name, &header_lines)?;
         Ok(Config {
             listen,
             workers,
@@ -276,6 +299,7 @@ impl Flags {
             read_timeout,
             max_header_bytes,
             max_connections,
+            headers,
         })
     }
 }
@@ -354,6 +378,104 @@ fn parse_bool(name: &str, value: &OsStr) -> Result<bool, UsageError> {
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err(invalid(name, value, EXPECTED)),
     }
+}
+
+/// Headers that hellod or tiny_http must set, and why; names compared without regard to case.
+const REFUSED_HEADERS: [(&str, &str); 9] = [
+    ("Date", "hellod sets it on every response"),
+    (
+        "Content-Length",
+        "it would break the response's framing, which tiny_http sets",
+    ),
+    (
+        "Transfer-Encoding",
+        "it would break the response's framing, which tiny_http sets",
+    ),
+    ("Connection", HOP_BY_HOP),
+    ("Keep-Alive", HOP_BY_HOP),
+    ("Proxy-Connection", HOP_BY_HOP),
+    ("TE", HOP_BY_HOP),
+    ("Trailer", HOP_BY_HOP),
+    ("Upgrade", HOP_BY_HOP),
+];
+const HOP_BY_HOP: &str =
+    "a hop-by-hop header, about the connection, which hellod and tiny_http manage";
+/// Replace hellod's own, so each may come once.
+const REPLACING_HEADERS: [&str; 2] = ["Content-Type", "Server"];
+
+/// Headers, one a line, each checked by [`parse_header`].
+fn parse_headers(name: &str, lines: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        let bad = |why: &str| {
+            UsageError(format!(
+                "invalid value '{}' for {name}: {why}",
+                escape_controls(line)
+            ))
+        };
+        let (field, value) = parse_header(line).map_err(|why| bad(&why))?;
+        let replacing = REPLACING_HEADERS
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(field));
+        if let Some(replacing) = replacing
+            && headers
+                .iter()
+                .any(|(f, _)| f.eq_ignore_ascii_case(replacing))
+        {
+            return Err(bad(&format!(
+                "{replacing} is given twice; it replaces hellod's own"
+            )));
+        }
+        headers.push((field.to_owned(), value.to_owned()));
+    }
+    Ok(headers)
+}
+
+/// One `Name: value`: the name an RFC 9110 token that hellod lets through, the value without
+/// control bytes (a CR or LF would start a header or a body of the client's choosing) and in
+/// ASCII, which is all tiny_http sends. Spaces and tabs around the value are dropped.
+fn parse_header(line: &str) -> Result<(&str, &str), String> {
+    let Some((field, value)) = line.split_once(':') else {
+        return Err("expected 'Name: value'".into());
+    };
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if field.is_empty() || !field.bytes().all(token) {
+        return Err(format!(
+            "'{}' is not a header name (letters, digits and !#$%&'*+-.^_`|~, no spaces)",
+            escape_controls(field)
+        ));
+    }
+    if let Some((refused, why)) = REFUSED_HEADERS
+        .iter()
+        .find(|(r, _)| r.eq_ignore_ascii_case(field))
+    {
+        return Err(format!("{refused} cannot be set: {why}"));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if let Some(control) = value.chars().find(|&c| c.is_ascii_control() && c != '\t') {
+        return Err(format!(
+            "the value has a control character ({})",
+            escape_controls(control.encode_utf8(&mut [0; 4]))
+        ));
+    }
+    if !value.is_ascii() {
+        return Err("the value is not ASCII, the only header values tiny_http sends".into());
+    }
+    Ok((field, value))
+}
+
+/// `text` with each ASCII control character as `\xNN`, so that an error stays on one line. By
+/// hand: `str::escape_debug` would add its Unicode tables, 1.3 KiB, to the binary.
+fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_control() {
+            escaped.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 /// Whole or decimal seconds, to the millisecond, from `min_ms` to a day. Parsed by hand: std's
@@ -552,6 +674,109 @@ mod tests {
         assert_eq!(
             serve(&["--read-timeout", "0.1"], &[]).read_timeout,
             Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn headers_from_flags_or_environment() {
+        assert_eq!(serve(&[], &[]).headers, []);
+        let headers = serve(
+            &[
+                "--header",
+                "X-Replica:pod-1",
+                "--header=Cache-Control:  no-store \t",
+            ],
+            &[("HELLOD_HEADERS", "X-Ignored: yes")],
+        )
+        .headers;
+        assert_eq!(
+            headers,
+            [
+                ("X-Replica".into(), "pod-1".into()),
+                ("Cache-Control".into(), "no-store".into())
+            ]
+        );
+        // A Kubernetes `value: |` block: one header a line, a newline at the end; CRLF too.
+        let headers = serve(
+            &[],
+            &[(
+                "HELLOD_HEADERS",
+                "X-Pod: web-1\r\n\nX-Tab: a\tb\nX-Empty:\n",
+            )],
+        )
+        .headers;
+        assert_eq!(
+            headers,
+            [
+                ("X-Pod".into(), "web-1".into()),
+                ("X-Tab".into(), "a\tb".into()),
+                ("X-Empty".into(), "".into())
+            ]
+        );
+        // Names may repeat, except the two that replace hellod's own.
+        assert_eq!(
+            serve(&["--header", "Vary: a", "--header", "vary: b"], &[])
+                .headers
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_headers_name_the_header_and_why() {
+        assert_eq!(
+            error(&["--header", "Content-Length: 5"], &[]),
+            "invalid value 'Content-Length: 5' for --header: Content-Length cannot be set: \
+             it would break the response's framing, which tiny_http sets"
+        );
+        for name in [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "te",
+            "Trailer",
+            "UPGRADE",
+            "Date",
+        ] {
+            assert!(
+                error(&["--header", &format!("{name}: x")], &[]).contains("cannot be set"),
+                "{name}"
+            );
+        }
+        for (header, why) in [
+            ("X A: b", "is not a header name"),
+            (": b", "is not a header name"),
+            ("X-(A): b", "is not a header name"),
+            ("Ä: b", "is not a header name"),
+            ("No colon", "expected 'Name: value'"),
+            ("", "expected 'Name: value'"),
+            ("X-A: a\r\nSet-Cookie: x", "control character (\\x0d)"),
+            ("X-A: a\nb", "control character (\\x0a)"),
+            ("X-A: a\0b", "control character (\\x00)"),
+            ("X-A: \x1b[31m", "control character (\\x1b)"),
+            ("X-A: a\x7f", "control character (\\x7f)"),
+            ("X-A: café", "not ASCII"),
+        ] {
+            let message = error(&["--header", header], &[]);
+            assert!(message.contains(why), "{header:?}: {message}");
+            assert!(!message.contains(['\r', '\n', '\0']), "{message:?}");
+        }
+        assert!(
+            error(&["--header", "server: a", "--header", "Server: b"], &[])
+                .contains("Server is given twice")
+        );
+        assert_eq!(
+            error(
+                &[],
+                &[(
+                    "HELLOD_HEADERS",
+                    "X-Ok: 1\nContent-Type: a\ncontent-type: b"
+                )]
+            ),
+            "invalid value 'content-type: b' for HELLOD_HEADERS: Content-Type is given twice; \
+             it replaces hellod's own"
         );
     }
 

@@ -52,24 +52,44 @@ impl Connection {
 }
 
 impl Greeting {
-    pub fn new(text: &str, status: u16) -> Greeting {
+    /// `custom` headers come from the configuration, which has checked them: ASCII, no control
+    /// bytes, none that hellod or tiny_http must set. A custom `Content-Type` or `Server` takes
+    /// the place of hellod's.
+    pub fn new(text: &str, status: u16, custom: &[(String, String)]) -> Greeting {
         // 205 and 304 must not carry content; tiny_http drops a 304's body by itself and keeps its
         // Content-Length, which then tells the size a 200 would have had, as RFC 9110 allows.
         let body = if status == 205 { "" } else { text };
         let header = |name: &str, value: &str| {
-            Header::from_bytes(name, value).expect("fixed ASCII header is valid")
+            Header::from_bytes(name, value).expect("a checked ASCII header is valid")
         };
-        let content_type = header("Content-Type", "text/plain; charset=utf-8");
-        let with_server = |server: Header| vec![server, content_type.clone()];
+        let custom_value = |name: &str| {
+            custom
+                .iter()
+                .find(|(field, _)| field.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_str())
+        };
+        let server = custom_value("Server").unwrap_or("hellod");
+        let content_type = custom_value("Content-Type").unwrap_or("text/plain; charset=utf-8");
+        let mut fixed = vec![header("Content-Type", content_type)];
+        fixed.extend(
+            custom
+                .iter()
+                .filter(|(field, _)| {
+                    !field.eq_ignore_ascii_case("Server")
+                        && !field.eq_ignore_ascii_case("Content-Type")
+                })
+                .map(|(field, value)| header(field, value)),
+        );
+        let with_server = |server: Header| [vec![server], fixed.clone()].concat();
         Greeting {
             status: StatusCode(status),
             headers: [
-                with_server(header("Server", "hellod")),
+                with_server(header("Server", server)),
                 with_server(tiny_http_gaps::server_header_with_connection(
-                    "hellod", "close",
+                    server, "close",
                 )),
                 with_server(tiny_http_gaps::server_header_with_connection(
-                    "hellod",
+                    server,
                     "keep-alive",
                 )),
             ],

@@ -7,7 +7,7 @@ use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -55,6 +55,8 @@ struct Serving {
     stopping: AtomicBool,
     /// Every worker's pulse, for the supervisor to find workers stuck writing an answer.
     pulses: Mutex<Vec<Weak<Pulse>>>,
+    /// Requests with a body, each being read and answered on a thread of its own.
+    body_threads: AtomicUsize,
 }
 
 /// What the supervisor sees of a worker: the client it is answering, if any, and how many
@@ -95,11 +97,12 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
         tiny_http_gaps::install_guard(guard, log_refusals).map_err(context("cannot guard"))?;
 
     let serving = Arc::new(Serving {
-        greeting: Greeting::new(&config.text, config.status),
+        greeting: Greeting::new(&config.text, config.status, &config.headers),
         access_log: config.access_log,
         retired_idle: config.read_timeout + Duration::from_secs(1),
         stopping: AtomicBool::new(false),
         pulses: Mutex::new(Vec::new()),
+        body_threads: AtomicUsize::new(0),
     });
     let start = || AcceptGeneration::start(&listener, &serving, config.workers);
     let mut current = start().map_err(context("cannot start serving"))?;
@@ -146,9 +149,12 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
 
     serving.stopping.store(true, Ordering::Relaxed);
     println!("hellod: {signal} received, stopping");
-    let still_connected = shutdown::drain(&listener, config.grace);
-    if still_connected > 0 {
-        println!("hellod: grace period over, closing {still_connected} connection(s) still open");
+    match shutdown::drain(listener, config.grace, || serving.answering()) {
+        None => {}
+        Some(0) => println!("hellod: grace period over, closing the connections still open"),
+        Some(open) => {
+            println!("hellod: grace period over, closing {open} connection(s) still open")
+        }
     }
     Ok(())
 }
@@ -243,9 +249,9 @@ fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
     loop {
         match server.recv_timeout(serving.retired_idle) {
             Ok(Some(request)) if tiny_http_gaps::carries_body(&request) => {
-                let serving = serving.clone();
+                let body_thread = BodyThread::count(serving);
                 tiny_http_gaps::answer_on_own_thread(request, move |r| {
-                    serving.answer(r, &mut DateHeader::default())
+                    body_thread.0.answer(r, &mut DateHeader::default())
                 });
             }
             Ok(Some(request)) => {
@@ -263,7 +269,34 @@ fn work(server: &Server, serving: &Arc<Serving>, retired: &AtomicBool) {
     }
 }
 
+/// Counts a request in [`Serving::body_threads`] for as long as it lives: dropped with the closure
+/// that answers it, whether that ran or no thread could be had for it.
+struct BodyThread(Arc<Serving>);
+
+impl BodyThread {
+    fn count(serving: &Arc<Serving>) -> BodyThread {
+        serving.body_threads.fetch_add(1, Ordering::Relaxed);
+        BodyThread(serving.clone())
+    }
+}
+
+impl Drop for BodyThread {
+    fn drop(&mut self) {
+        self.0.body_threads.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Serving {
+    /// Whether a request received is still being answered, by a worker or a body thread.
+    fn answering(&self) -> bool {
+        self.body_threads.load(Ordering::Relaxed) > 0
+            || self.pulses.lock().unwrap().iter().any(|pulse| {
+                pulse
+                    .upgrade()
+                    .is_some_and(|pulse| pulse.answering.lock().unwrap().is_some())
+            })
+    }
+
     fn answer(&self, request: Request, date: &mut DateHeader) {
         let log_line = self.access_log.then(|| {
             let bytes = self.greeting.body_len(&request);

@@ -68,6 +68,10 @@ need(security.get("capabilities", {}).get("drop") == ["ALL"], "Deployment: all c
 need(pod["terminationGracePeriodSeconds"] >= pre_stop + grace,
      f"Deployment: terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']}"
      f" >= preStop sleep {pre_stop} + HELLOD_GRACE {grace}")
+field_refs = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+              for e in container.get("env", [])}
+need(field_refs.get("POD_NAME") == "metadata.name" and "$(POD_NAME)" in env.get("HELLOD_HEADERS", ""),
+     "Deployment: HELLOD_HEADERS names the replica that answered (POD_NAME from metadata.name)")
 need(docs["Service"]["spec"]["selector"] == labels, "Service selects the Deployment's pods")
 need(docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels,
      "PodDisruptionBudget selects the Deployment's pods")
@@ -75,6 +79,37 @@ target = docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
 need(target["kind"] == "Deployment" and target["name"] == deployment["metadata"]["name"],
      "HorizontalPodAutoscaler scales the Deployment")
 EOF
+
+# --- The Deployment's response headers, as a pod would get them: hellod must accept them and send
+# the pod's name (Kubernetes expands $(POD_NAME) in the value).
+cargo build --release --quiet
+binary=$PWD/target/x86_64-unknown-linux-musl/release/hellod
+headers=$(python3 -c '
+import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    for env in doc["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if env["name"] == "HELLOD_HEADERS":
+            print(env["value"].replace("$(POD_NAME)", "hellod-5d8f7b9c6-x2x7k"))
+' deploy/kubernetes/deployment.yaml)
+HELLOD_HEADERS=$headers "$binary" --listen 127.0.0.1:0 >"$work/hellod.out" 2>"$work/hellod.err" &
+hellod_pid=$!
+trap 'kill "$hellod_pid" 2>/dev/null; rm -rf "$work"' EXIT
+deadline=$((SECONDS + 10))
+until grep -qs ' listening on ' "$work/hellod.out"; do
+    kill -0 "$hellod_pid" 2>/dev/null || fail "hellod refused the Deployment's HELLOD_HEADERS: $(cat "$work/hellod.err")"
+    [ $SECONDS -lt $deadline ] || fail "hellod: no readiness line in 10 s"
+    sleep 0.05
+done
+address=$(sed -E 's|.* listening on http://([^ ]+) .*|\1|' "$work/hellod.out")
+exec 3<>"/dev/tcp/${address%:*}/${address##*:}"
+printf 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' >&3
+served_by=$(timeout 10 cat <&3 | tr -d '\r' | sed -n 's/^X-Served-By: //p')
+exec 3<&-
+kill "$hellod_pid"
+wait "$hellod_pid" || fail "hellod exited with $? on SIGTERM"
+trap 'rm -rf "$work"' EXIT
+[ "$served_by" = hellod-5d8f7b9c6-x2x7k ] || fail "Deployment's headers: X-Served-By is '$served_by'"
+check "Deployment's HELLOD_HEADERS: the pod hellod-5d8f7b9c6-x2x7k answers with X-Served-By: $served_by"
 
 # --- The Dockerfile: hadolint fails on any finding, warnings and notes included.
 hadolint --failure-threshold info Dockerfile || fail "hadolint Dockerfile"
@@ -97,8 +132,6 @@ if ! command -v systemd-analyze >/dev/null; then
     echo "manifests: SKIPPED: systemd-analyze verify and security (systemd-analyze not installed)"
     exit 0
 fi
-cargo build --release --quiet
-binary=$PWD/target/x86_64-unknown-linux-musl/release/hellod
 mkdir "$work/units"
 cp "${units[@]}" "$work/units/"
 sed -i "s|^ExecStart=/usr/local/bin/hellod|ExecStart=$binary|" "$work/units/hellod.service"

@@ -372,10 +372,13 @@ fn sigterm_answers_the_request_in_flight_then_exits_0() {
         .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4000\r\n\r\n")
         .unwrap();
     stream.write_all(&[b'x'; 2000]).unwrap();
-    let client = stream.local_addr().unwrap();
-    wait_for("the server to read what was sent", DEADLINE, || {
-        common::unread_by_server(server.addr, client) == Some(0)
-    });
+    #[cfg(target_os = "linux")]
+    {
+        let client = stream.local_addr().unwrap();
+        wait_for("the server to read what was sent", DEADLINE, || {
+            common::unread_by_server(server.addr, client) == Some(0)
+        });
+    }
     server.signal("TERM");
     assert_eq!(server.next_line(), "hellod: SIGTERM received, stopping");
     // New connections are refused from now on.

@@ -107,7 +107,8 @@ pub fn tune_listener(socket: &Socket, read_timeout: Duration) -> io::Result<()> 
 /// 9.6 says it should be), and an HTTP/1.0 client that asked to keep it open is not told that it
 /// may (ApacheBench's `-k` waits for that). tiny_http does not check header values for line breaks
 /// either (upstream #288), so the header goes in after the value of another: the `Server` header
-/// `hellod\r\nConnection: close`. The strings are fixed; no client data ever gets there.
+/// `hellod\r\nConnection: close`. The strings are fixed or come from the operator's `Server`
+/// header, which the configuration checked for control bytes; no client data ever gets there.
 pub fn server_header_with_connection(server: &str, connection: &str) -> tiny_http::Header {
     let value = format!("{server}\r\nConnection: {connection}");
     tiny_http::Header::from_bytes("Server", value).expect("fixed ASCII header is valid")
