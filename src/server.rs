@@ -1,7 +1,6 @@
 //! Serving: tiny_http accept loops, each with its fixed pool of workers, and the supervisor that
 //! restarts a loop that died and stops everything on SIGTERM or SIGINT.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
@@ -60,11 +59,12 @@ struct Serving {
 }
 
 /// What the supervisor sees of a worker: the client it is answering, if any, and how many
-/// answers it has written.
+/// answers it has written; and what the supervisor saw of those at its last check.
 #[derive(Default)]
 struct Pulse {
     answering: Mutex<Option<SocketAddr>>,
     answered: AtomicU64,
+    last_seen: Mutex<(u64, bool)>,
 }
 
 /// Serves until SIGTERM or SIGINT, then drains within the grace period.
@@ -121,12 +121,11 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
     );
 
     let mut restart_pause = Duration::ZERO;
-    let mut answers_seen = HashMap::new();
     let signal = loop {
         if let Some(signal) = signals.wait(ACCEPT_CHECK) {
             break signal;
         }
-        cut_clients_not_reading(&serving, &mut answers_seen);
+        cut_clients_not_reading(&serving);
         if current.accept.is_running() {
             continue;
         }
@@ -217,26 +216,24 @@ impl AcceptGeneration {
 /// answer. A few such clients would stop every answer. A worker found writing the same answer
 /// at two checks in a row (so for 250 ms at least) is stuck on a client that does not read: that
 /// client's connection is shut, which fails the write, and the queued requests after it fail as
-/// fast. `seen` holds, for each worker, its count of answers and whether it was answering.
-fn cut_clients_not_reading(serving: &Serving, seen: &mut HashMap<usize, (u64, bool)>) {
+/// fast.
+fn cut_clients_not_reading(serving: &Serving) {
     let mut stuck = Vec::new();
-    let mut alive = HashMap::new();
     serving.pulses.lock().unwrap().retain(|pulse| {
         let Some(pulse) = pulse.upgrade() else {
             return false;
         };
-        let key = Arc::as_ptr(&pulse) as usize;
         let answered = pulse.answered.load(Ordering::Relaxed);
         let client = *pulse.answering.lock().unwrap();
-        if let (Some(client), Some(&(before, true))) = (client, seen.get(&key))
+        let mut last_seen = pulse.last_seen.lock().unwrap();
+        if let (Some(client), (before, true)) = (client, *last_seen)
             && before == answered
         {
             stuck.push(client);
         }
-        alive.insert(key, (answered, client.is_some()));
+        *last_seen = (answered, client.is_some());
         true
     });
-    *seen = alive;
     if !stuck.is_empty() {
         tiny_http_gaps::shut_connections_to(&stuck);
     }
