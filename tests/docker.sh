@@ -3,9 +3,11 @@
 # root, exec root, socket, bridge; vfs storage; no iptables rules, no IP forwarding): builds the
 # image as the README does, checks what is in it, runs it with a published loopback port and checks
 # the greeting, PID 1 and uid 65534, the health check, and a clean `docker stop` (exit code 0).
+# Then the memory-limit run of tests/docker-memory.sh: what the cgroup charges per connection,
+# and the image under --memory 64m surviving the attacks of issue 8 as the same process.
 # Also builds the arm64 image with BuildKit where the client can, and runs the same checks on it
 # where qemu-user-static can be registered with binfmt_misc for the test's duration (undone after).
-# Needs root, dockerd, ip, curl, python3; qemu-user-static for the arm64 run.
+# Needs root, dockerd, ip, curl, python3, nsenter; qemu-user-static for the arm64 run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin" # dockerd and docker-proxy live there
@@ -14,7 +16,7 @@ stage=docker
 . tests/lib.sh
 
 [ "$(id -u)" -eq 0 ] || fail "must run as root (it starts dockerd)"
-for command in dockerd docker docker-proxy ip curl python3; do
+for command in dockerd docker docker-proxy ip curl python3 nsenter; do
     command -v "$command" >/dev/null || fail "$command not found (tests/install-deps docker)"
 done
 
@@ -263,6 +265,11 @@ exercise() { # IMAGE: runs it and checks it, as described at the top
 
 echo "docker: running hellod-test:plain (linux/amd64)"
 exercise hellod-test:plain
+
+. tests/docker-memory.sh
+echo "docker: hellod-test:plain under a memory limit"
+memory_charge hellod-test:plain
+memory_attacks hellod-test:plain
 
 # --- The arm64 image, if the kernel can hand aarch64 programs to qemu: a binfmt_misc handler with
 # the F flag (qemu opened at registration, so usable inside the container). One already there is
