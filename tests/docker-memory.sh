@@ -192,8 +192,7 @@ memory_attacks() {
         *) fail "unknown attack $attack" ;;
         esac
         peak=$(memory_peak "$cgroup" 2>/dev/null) || peak=0
-        echo "docker: $what: $figures"
-        memory_survived "$name" "$host_pid" "$what" 5
+        memory_survived "$name" "$host_pid" "$what ($figures)" 5
         case $attack in
         a | b)
             [ "$(field "$figures" s431)" -eq "$(field "$figures" connections)" ] ||
