@@ -2,7 +2,8 @@
 # tests/docker.sh once its engine is up: uses its DOCKER_HOST, $work, check and fail.
 #
 # memory_charge IMAGE: what the cgroup charges per open connection, from 1,000 connections
-#   stalled in their heads in a container with room for them all (--memory 256m).
+#   stalled in their heads in a container with room for them all (--memory 256m); and per
+#   connection stalled with 60,000 bytes of its head sent (close to the 64 KiB head limit).
 # memory_attacks IMAGE [a] [b] [c] [d]: the container run as shipped (--memory 64m
 #   --memory-swap 64m, read-only, no capabilities, no new privileges, uid 65534, default
 #   seccomp), then in turn: (a) one 256 MiB header line; (b) 100 concurrent 1 MiB header lines;
@@ -84,29 +85,38 @@ field() { local value; value=$(tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"); echo "
 
 memory_threads() { awk '/^Threads:/ {print $2}' "/proc/$1/status"; }
 
-memory_charge() {
-    local image=$1 name="hellod-charge-$$" connections=1000
+# IMAGE BYTES: a fresh container under --memory 256m; 1,000 connections stalled in their heads,
+# each after BYTES of a header's value; sets `charge` (bytes per connection) and `charge_figures`.
+stalled_charge() {
+    local image=$1 bytes=$2 name="hellod-charge-$$" connections=1000
     memory_start "$name" 256m "$image"
-    local port host_pid cgroup idle figures held admitted charge
+    local port host_pid cgroup idle figures held admitted
     port=$(memory_port "$name")
     host_pid=$(docker inspect -f '{{.State.Pid}}' "$name")
     cgroup=$(memory_cgroup_dir "$host_pid")
     curl -fsS --max-time 5 "http://127.0.0.1:$port/" >/dev/null || fail "GET before the charge run"
     idle=$(memory_usage "$cgroup")
-    figures=$(attack_from_inside "$host_pid" stall --connections "$connections" --hold 3 \
-        --deadline 60 --server-pid "$host_pid" --cgroup "$cgroup") || fail "docker-attacks.py stall"
+    figures=$(attack_from_inside "$host_pid" stall --connections "$connections" --bytes "$bytes" \
+        --hold 3 --deadline 60 --server-pid "$host_pid" --cgroup "$cgroup") ||
+        fail "docker-attacks.py stall"
     admitted=$(field "$figures" admitted)
     held=$(field "$figures" usage_held)
     [ "$admitted" -eq "$connections" ] ||
         fail "only $admitted of $connections stalled connections admitted under 256 MiB: $figures"
     charge=$(((held - idle) / admitted))
-    echo "docker: measured: the cgroup charges $charge bytes ($(awk -v b="$charge" \
-        'BEGIN {printf "%.1f", b / 1024}') KiB) per stalled connection: idle $(mib "$idle") MiB," \
-        "$admitted held $(mib "$held") MiB, $(field "$figures" server_threads) threads," \
-        "$(field "$figures" server_fds) descriptors (--memory 256m)"
-    connection_charge=$charge
+    charge_figures="$charge bytes ($(awk -v b="$charge" 'BEGIN {printf "%.1f", b / 1024}') KiB):"
+    charge_figures+=" idle $(mib "$idle") MiB, $admitted held $(mib "$held") MiB,"
+    charge_figures+=" $(field "$figures" server_threads) threads, $(field "$figures" server_fds) descriptors"
     docker rm -f "$name" >/dev/null
-    check "per-connection charge measured: $charge bytes"
+}
+
+memory_charge() {
+    stalled_charge "$1" 0
+    connection_charge=$charge
+    check "the cgroup charges per connection stalled in its head $charge_figures (--memory 256m)"
+    stalled_charge "$1" 60000
+    echo "docker: measured: per connection stalled after 60,000 bytes of its head" \
+        "$charge_figures (--memory 256m)"
 }
 
 # NAME PID WHAT [GET_WITHIN_SECONDS]: the container survived WHAT as the same process.
