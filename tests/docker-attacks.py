@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The attacks of issue 8 that tests/docker-memory.sh makes on a container's published port.
+"""The attacks of issue 8 that tests/docker-memory.sh makes on a container, and the loads it
+measures the cgroup's charge per connection with.
 
 Usage: docker-attacks.py PORT ATTACK [options]
   long-lines  --connections N --bytes B   N connections at once, each sends one header line of
@@ -10,12 +11,16 @@ Usage: docker-attacks.py PORT ATTACK [options]
   stall       --connections N --hold S    N connections send the start of a head (and
               [--bytes B]                 B bytes of a header's value) and nothing more; held S
                                           seconds after the last one is open, then all closed
+  busy        --connections N --hold S    N keep-alive connections, each sending its next GET as
+                                          soon as the last is answered, for S seconds after the
+                                          last one is open
 
 Traffic goes to 127.0.0.1:PORT only (tests/docker-memory.sh runs this in the container's network
 namespace, where that is hellod). Non-blocking sockets in one epoll loop; every phase has a
 deadline (--deadline), so the script always ends. Prints one line of `name=value` figures:
-opened, failed_to_connect, answers by status (s431=...), eof (closed without an answer), reset,
-silent (open with no answer at the end), sent bytes; for stall also admitted/refused and, with
+connections, answers by status (s431=...), eof (closed without an answer), reset, failed (to
+connect), silent (open with no answer but 200s at the end), bytes sent; for stall also admitted/refused, for busy
+the answers read and the connections still busy; for both, with
 --server-pid/--cgroup, the server's threads, descriptors and cgroup memory at the end of the
 hold. Exit status 0 if the run completed (whatever hellod did), 2 on a usage or setup error.
 """
@@ -46,9 +51,14 @@ def raise_open_files(needed):
 
 
 class Connection:
-    __slots__ = ("sock", "head", "body_left", "tail", "sent", "answer", "state", "done_at")
+    __slots__ = ("sock", "head", "body_left", "tail", "sent", "answer", "state", "done_at",
+                 "request", "received", "answered")
 
-    def __init__(self, head, body_bytes=0, tail=b""):
+    def __init__(self, head, body_bytes=0, tail=b"", keep_alive=False):
+        # keep_alive: head is a whole request, sent again each time its answer has arrived.
+        self.request = head if keep_alive else None
+        self.received = b""       # keep-alive: what is read of the answer in progress
+        self.answered = 0         # keep-alive: whole 200 answers read
         self.sock = None
         self.head = head          # bytes still to send before the body
         self.body_left = body_bytes
@@ -57,6 +67,29 @@ class Connection:
         self.answer = b""         # the first bytes hellod (through the proxy) sent back
         self.state = "new"        # new, connecting, open, eof, reset, failed, closed
         self.done_at = None
+
+    def take_answers(self, data):
+        """Keep-alive: reads whole answers from data; a 200 asks for the next request, any other
+        answer is kept as the connection's answer (and asks for nothing more)."""
+        self.received += data
+        while True:
+            end = self.received.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = 0
+            for line in self.received[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            if len(self.received) < end + 4 + length:
+                return
+            answer = self.received[: end + 4 + length]
+            self.received = self.received[end + 4 + length:]
+            if answer.startswith(b"HTTP/1.1 200 "):
+                self.answered += 1
+                self.head = self.request
+            else:
+                self.answer = answer[:256]
 
     def pending(self):
         return self.head or self.body_left or self.tail
@@ -169,7 +202,11 @@ class Loop:
                 if data == b"":
                     self.finish(conn, "eof")
                     continue
-                if data and len(conn.answer) < 256:
+                if data and conn.request is not None:
+                    conn.take_answers(data)
+                    if conn.pending():
+                        self.want_write(conn, True)
+                elif data and len(conn.answer) < 256:
                     conn.answer += data[: 256 - len(conn.answer)]
             if conn.state == "open" and conn.pending():
                 try:
@@ -299,10 +336,26 @@ def stall(loop, args):
     return result
 
 
+def busy(loop, args):
+    request = b"GET / HTTP/1.1\r\nHost: attack\r\n\r\n"
+    conns = [Connection(request, keep_alive=True) for _ in range(args.connections)]
+    all_open = loop.open_all(conns)
+    hold_until = time.monotonic() + args.hold
+    while time.monotonic() < hold_until and loop.time_left() > 0:
+        loop.step(min(0.1, hold_until - time.monotonic()))
+    extra = server_readings(args)
+    extra = {"all_open": int(all_open), "answers": sum(c.answered for c in conns),
+             "busy": sum(1 for c in conns if c.answered and c.status() is None), **extra}
+    result = figures(conns, extra)
+    for conn in conns:
+        loop.leave(conn)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("port", type=int)
-    parser.add_argument("attack", choices=["long-lines", "http2", "stall"])
+    parser.add_argument("attack", choices=["long-lines", "http2", "stall", "busy"])
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--bytes", type=int, default=None,
                         help="long-lines: the line's size [1 MiB]; stall: sent of the stalled "
@@ -320,7 +373,7 @@ def main():
         args.bytes = 1 << 20 if args.attack == "long-lines" else 0
     raise_open_files(args.connections + 64)
     loop = Loop(args.port, args.deadline)
-    attack = {"long-lines": long_lines, "http2": http2, "stall": stall}[args.attack]
+    attack = {"long-lines": long_lines, "http2": http2, "stall": stall, "busy": busy}[args.attack]
     print(attack(loop, args), flush=True)
 
 

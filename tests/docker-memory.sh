@@ -1,17 +1,18 @@
 # The image under the memory limit the Deployment gives it (issue 8, item 5). Sourced by
 # tests/docker.sh once its engine is up: uses its DOCKER_HOST, $work, check and fail.
 #
-# memory_charge IMAGE: what the cgroup charges per open connection, from 1,000 connections
-#   stalled in their heads in a container with room for them all (--memory 256m); and per
-#   connection stalled with 60,000 bytes of its head sent (close to the 64 KiB head limit).
-# memory_attacks IMAGE [a] [b] [c] [d]: the container run as shipped (--memory 64m
+# memory_charge IMAGE: what the cgroup charges per open connection, from 1,000 connections in a
+#   container with room for them all (--memory 256m): stalled in their heads, busy with
+#   keep-alive requests, and stalled after 60,000 bytes of their heads (near the head limit).
+# memory_attacks IMAGE [a] [b] [c] [e] [d]: the container run as shipped (--memory 64m
 #   --memory-swap 64m, read-only, no capabilities, no new privileges, uid 65534, default
 #   seccomp), then in turn: (a) one 256 MiB header line; (b) 100 concurrent 1 MiB header lines;
-#   (c) 3,000 connections sending an HTTP/2.0 request line, then leaving; (d) 6,000 connections
-#   stalled in their heads, held, then closed. After each: running, not OOM-killed, not
-#   restarted, the same PID, and a GET answered (after (d), within 5 s of the close). Then
-#   `docker stop` exits 0 in under 2 s. Figures: the cgroup's memory peak per attack, the
-#   answers each attack got, admitted and refused connections.
+#   (c) 3,000 connections sending an HTTP/2.0 request line, then leaving; (e) 3,000 keep-alive
+#   connections busy with requests; (d) 6,000 connections stalled in their heads, held, then
+#   closed. After each: running, not OOM-killed, not restarted, the same PID, and a GET
+#   answered (after (d), within 5 s of the close). Then `docker stop` exits 0 in under 2 s.
+#   Figures: the cgroup's memory peak per attack, the answers each attack got, admitted and
+#   refused connections.
 #
 # The attacks come from tests/docker-attacks.py, run in the container's network namespace
 # (nsenter) against 127.0.0.1:8080 there, as a pod's traffic reaches it in Kubernetes: not
@@ -85,36 +86,42 @@ field() { local value; value=$(tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"); echo "
 
 memory_threads() { awk '/^Threads:/ {print $2}' "/proc/$1/status"; }
 
-# IMAGE BYTES: a fresh container under --memory 256m; 1,000 connections stalled in their heads,
-# each after BYTES of a header's value; sets `charge` (bytes per connection) and `charge_figures`.
-stalled_charge() {
-    local image=$1 bytes=$2 name="hellod-charge-$$" connections=1000
+# IMAGE ATTACK ARGS...: a fresh container under --memory 256m, 1,000 connections of that attack
+# (stall or busy) held 3 s; sets `charge` (the cgroup's peak over idle, per connection) and
+# `charge_figures`.
+charge_of() {
+    local image=$1 name="hellod-charge-$$" connections=1000
+    shift
     memory_start "$name" 256m "$image"
-    local port host_pid cgroup idle figures held admitted
+    local port host_pid cgroup idle figures peak open
     port=$(memory_port "$name")
     host_pid=$(docker inspect -f '{{.State.Pid}}' "$name")
     cgroup=$(memory_cgroup_dir "$host_pid")
     curl -fsS --max-time 5 "http://127.0.0.1:$port/" >/dev/null || fail "GET before the charge run"
     idle=$(memory_usage "$cgroup")
-    figures=$(attack_from_inside "$host_pid" stall --connections "$connections" --bytes "$bytes" \
-        --hold 3 --deadline 60 --server-pid "$host_pid" --cgroup "$cgroup") ||
-        fail "docker-attacks.py stall"
-    admitted=$(field "$figures" admitted)
-    held=$(field "$figures" usage_held)
-    [ "$admitted" -eq "$connections" ] ||
-        fail "only $admitted of $connections stalled connections admitted under 256 MiB: $figures"
-    charge=$(((held - idle) / admitted))
+    memory_peak_reset "$cgroup"
+    figures=$(attack_from_inside "$host_pid" "$@" --connections "$connections" --hold 3 \
+        --deadline 60 --server-pid "$host_pid" --cgroup "$cgroup") || fail "docker-attacks.py $*"
+    peak=$(memory_peak "$cgroup")
+    open=$(field "$figures" silent)
+    [ "$open" -eq "$connections" ] ||
+        fail "only $open of $connections connections held open under 256 MiB: $figures"
+    charge=$(((peak - idle) / connections))
     charge_figures="$charge bytes ($(awk -v b="$charge" 'BEGIN {printf "%.1f", b / 1024}') KiB):"
-    charge_figures+=" idle $(mib "$idle") MiB, $admitted held $(mib "$held") MiB,"
+    charge_figures+=" idle $(mib "$idle") MiB, peak with $connections $(mib "$peak") MiB,"
     charge_figures+=" $(field "$figures" server_threads) threads, $(field "$figures" server_fds) descriptors"
+    [ "$1" = busy ] && charge_figures+=", $(field "$figures" answers) answers"
     docker rm -f "$name" >/dev/null
 }
 
 memory_charge() {
-    stalled_charge "$1" 0
-    connection_charge=$charge
+    charge_of "$1" stall
+    local stalled=$charge
     check "the cgroup charges per connection stalled in its head $charge_figures (--memory 256m)"
-    stalled_charge "$1" 60000
+    charge_of "$1" busy
+    check "the cgroup charges per busy keep-alive connection $charge_figures (--memory 256m)"
+    connection_charge=$((charge > stalled ? charge : stalled))
+    charge_of "$1" stall --bytes 60000
     echo "docker: measured: per connection stalled after 60,000 bytes of its head" \
         "$charge_figures (--memory 256m)"
 }
@@ -144,7 +151,7 @@ memory_attacks() {
     local image=$1 name="hellod-memory-$$"
     shift
     local attacks=("$@")
-    [ ${#attacks[@]} -gt 0 ] || attacks=(a b c d)
+    [ ${#attacks[@]} -gt 0 ] || attacks=(a b c e d)
     memory_start "$name" 64m "$image"
     local readiness limit port host_pid cgroup idle idle_threads
     readiness=$(docker logs "$name" 2>&1 | head -1)
@@ -193,6 +200,11 @@ memory_attacks() {
             figures=$(attack_from_inside "$host_pid" http2 --connections 3000 \
                 --deadline 60) || fail "docker-attacks.py: $what"
             ;;
+        e)
+            what="3,000 busy keep-alive connections"
+            figures=$(attack_from_inside "$host_pid" busy --connections 3000 --hold 5 \
+                --deadline 60) || fail "docker-attacks.py: $what"
+            ;;
         d)
             what="6,000 connections stalled in their heads"
             figures=$(attack_from_inside "$host_pid" stall --connections 6000 --hold 10 \
@@ -217,6 +229,10 @@ memory_attacks() {
                 sleep 0.2
             done
             figures+=" threads_after=$threads"
+            ;;
+        e)
+            [ -z "$limit" ] || [ "$(field "$figures" busy)" -le "$limit" ] ||
+                fail "$what: more busy connections than the limit of $limit"
             ;;
         d)
             local admitted refused
