@@ -64,7 +64,9 @@ cleanup() {
     [ -n "$binfmt_entry" ] && echo -1 >"/proc/sys/fs/binfmt_misc/$binfmt_entry"
     [ -n "$binfmt_mounted" ] && umount /proc/sys/fs/binfmt_misc
     ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge"
-    find /sys/fs/cgroup -maxdepth 2 -type d -name "$cgroup_parent" -exec rmdir {} + 2>/dev/null
+    # In a v1 hierarchy where this script is itself in a cgroup below the root (memory, here),
+    # the engine makes the parent under that cgroup, not at the top.
+    find /sys/fs/cgroup -maxdepth 6 -type d -name "$cgroup_parent" -exec rmdir {} + 2>/dev/null
     rm -rf "$work"
     # dockerd, containerd's shims and (u)mount make these whatever the roots; remove them if we did.
     for dir in "${created_run_dirs[@]}"; do
@@ -74,7 +76,7 @@ cleanup() {
     pgrep -f "$work" >/dev/null && left+=("processes: $(pgrep -f "$work" | tr '\n' ' ')")
     grep -qF " $work/" /proc/self/mounts && left+=("mounts under $work")
     ip link show "$bridge" >/dev/null 2>&1 && left+=("bridge $bridge")
-    [ -n "$(find /sys/fs/cgroup -maxdepth 2 -name "$cgroup_parent")" ] && left+=("cgroup $cgroup_parent")
+    [ -n "$(find /sys/fs/cgroup -maxdepth 6 -name "$cgroup_parent")" ] && left+=("cgroup $cgroup_parent")
     [ -e "$work" ] && left+=("$work")
     [ -n "$binfmt_entry" ] && [ -e "/proc/sys/fs/binfmt_misc/$binfmt_entry" ] && left+=("binfmt $binfmt_entry")
     if [ ${#left[@]} -gt 0 ]; then
