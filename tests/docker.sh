@@ -3,9 +3,11 @@
 # root, exec root, socket, bridge; vfs storage; no iptables rules, no IP forwarding): builds the
 # image as the README does, checks what is in it, runs it with a published loopback port and checks
 # the greeting, PID 1 and uid 65534, the health check, and a clean `docker stop` (exit code 0).
+# Then the memory-limit run of tests/docker-memory.sh: what the cgroup charges per connection,
+# and the image under --memory 64m surviving the attacks of issue 8 as the same process.
 # Also builds the arm64 image with BuildKit where the client can, and runs the same checks on it
 # where qemu-user-static can be registered with binfmt_misc for the test's duration (undone after).
-# Needs root, dockerd, ip, curl, python3; qemu-user-static for the arm64 run.
+# Needs root, dockerd, ip, curl, python3, nsenter; qemu-user-static for the arm64 run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin" # dockerd and docker-proxy live there
@@ -14,7 +16,7 @@ stage=docker
 . tests/lib.sh
 
 [ "$(id -u)" -eq 0 ] || fail "must run as root (it starts dockerd)"
-for command in dockerd docker docker-proxy ip curl python3; do
+for command in dockerd docker docker-proxy ip curl python3 nsenter; do
     command -v "$command" >/dev/null || fail "$command not found (tests/install-deps docker)"
 done
 
@@ -62,7 +64,9 @@ cleanup() {
     [ -n "$binfmt_entry" ] && echo -1 >"/proc/sys/fs/binfmt_misc/$binfmt_entry"
     [ -n "$binfmt_mounted" ] && umount /proc/sys/fs/binfmt_misc
     ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge"
-    find /sys/fs/cgroup -maxdepth 2 -type d -name "$cgroup_parent" -exec rmdir {} + 2>/dev/null
+    # In a v1 hierarchy where this script is itself in a cgroup below the root (memory, here),
+    # the engine makes the parent under that cgroup, not at the top.
+    find /sys/fs/cgroup -maxdepth 6 -type d -name "$cgroup_parent" -exec rmdir {} + 2>/dev/null
     rm -rf "$work"
     # dockerd, containerd's shims and (u)mount make these whatever the roots; remove them if we did.
     for dir in "${created_run_dirs[@]}"; do
@@ -72,7 +76,7 @@ cleanup() {
     pgrep -f "$work" >/dev/null && left+=("processes: $(pgrep -f "$work" | tr '\n' ' ')")
     grep -qF " $work/" /proc/self/mounts && left+=("mounts under $work")
     ip link show "$bridge" >/dev/null 2>&1 && left+=("bridge $bridge")
-    [ -n "$(find /sys/fs/cgroup -maxdepth 2 -name "$cgroup_parent")" ] && left+=("cgroup $cgroup_parent")
+    [ -n "$(find /sys/fs/cgroup -maxdepth 6 -name "$cgroup_parent")" ] && left+=("cgroup $cgroup_parent")
     [ -e "$work" ] && left+=("$work")
     [ -n "$binfmt_entry" ] && [ -e "/proc/sys/fs/binfmt_misc/$binfmt_entry" ] && left+=("binfmt $binfmt_entry")
     if [ ${#left[@]} -gt 0 ]; then
@@ -263,6 +267,11 @@ exercise() { # IMAGE: runs it and checks it, as described at the top
 
 echo "docker: running hellod-test:plain (linux/amd64)"
 exercise hellod-test:plain
+
+. tests/docker-memory.sh
+echo "docker: hellod-test:plain under a memory limit"
+memory_charge hellod-test:plain
+memory_attacks hellod-test:plain
 
 # --- The arm64 image, if the kernel can hand aarch64 programs to qemu: a binfmt_misc handler with
 # the F flag (qemu opened at registration, so usable inside the container). One already there is

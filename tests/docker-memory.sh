@@ -1,0 +1,274 @@
+# The image under the memory limit the Deployment gives it (issue 8, item 5). Sourced by
+# tests/docker.sh once its engine is up: uses its DOCKER_HOST, $work, check and fail.
+#
+# memory_charge IMAGE: what the cgroup charges per open connection, from 1,000 connections in a
+#   container with room for them all (--memory 256m): stalled in their heads, busy with
+#   keep-alive requests, and stalled after 60,000 bytes of their heads (near the head limit).
+# memory_attacks IMAGE [a] [b] [c] [e] [d] [f]: the container run as shipped (--memory 64m
+#   --memory-swap 64m, read-only, no capabilities, no new privileges, uid 65534, default
+#   seccomp), then in turn: (a) one 256 MiB header line; (b) 100 concurrent 1 MiB header lines;
+#   (c) 3,000 connections sending an HTTP/2.0 request line, then leaving; (e) 3,000 keep-alive
+#   connections busy with requests; (d) 6,000 connections stalled in their heads, held, then
+#   closed; (f) 1,500 connections stalled after 60,000 bytes of their heads (the heads' budget
+#   answers most of them 503). After each: running, not OOM-killed, not restarted, the same PID, and a GET
+#   answered (after (d), within 5 s of the close). Then `docker stop` exits 0 in under 2 s.
+#   Figures: the cgroup's memory peak per attack, the answers each attack got, admitted and
+#   refused connections.
+#
+# The attacks come from tests/docker-attacks.py, run in the container's network namespace
+# (nsenter) against 127.0.0.1:8080 there, as a pod's traffic reaches it in Kubernetes: not
+# through the published port, whose proxy here (docker-proxy: no iptables rules in this test)
+# holds six descriptors per connection (two sockets, two splice pipes) and stops for good at its
+# first failed accept, so that 6,000 connections would test the proxy, not hellod. The GETs
+# after each attack go through the published loopback port.
+
+attacks_script=tests/docker-attacks.py
+
+# HOST_PID ARGS...: docker-attacks.py in that process's network namespace, against port 8080.
+attack_from_inside() {
+    local pid=$1
+    shift
+    nsenter --net="/proc/$pid/ns/net" python3 "$attacks_script" 8080 "$@"
+}
+# Read by memory_attacks for its fits check; set by memory_charge.
+connection_charge=
+
+# As shipped, plus a restart policy as an orchestrator has: a restart would show.
+memory_run_flags=(
+    --read-only --cap-drop ALL --security-opt no-new-privileges --restart on-failure:3
+)
+
+# NAME MEMORY IMAGE: starts the container and waits for its readiness line.
+memory_start() {
+    docker run -d --name "$1" -p 127.0.0.1::8080 --memory "$2" --memory-swap "$2" \
+        "${memory_run_flags[@]}" "$3" >/dev/null 2>"$work/run.log" ||
+        { cat "$work/run.log"; fail "docker run --memory $2 $3"; }
+    local deadline=$((SECONDS + 30))
+    until [[ "$(docker logs "$1" 2>/dev/null)" == *" listening on "* ]]; do
+        [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] ||
+            { docker logs "$1"; fail "container $1 exited"; }
+        [ $SECONDS -lt $deadline ] || { docker logs "$1"; fail "no readiness line in 30 s"; }
+        sleep 0.1
+    done
+}
+
+# NAME: the published loopback port.
+memory_port() {
+    local address
+    address=$(docker port "$1" 8080/tcp | grep '^127\.0\.0\.1:')
+    address=${address%%$'\n'*}
+    echo "${address##*:}"
+}
+
+# HOST_PID: the memory cgroup's directory on the host (v1's memory hierarchy, else v2's).
+memory_cgroup_dir() {
+    local path
+    path=$(awk -F: '$2 == "memory" {print $3}' "/proc/$1/cgroup")
+    if [ -n "$path" ] && [ -d "/sys/fs/cgroup/memory$path" ]; then
+        echo "/sys/fs/cgroup/memory$path"
+        return
+    fi
+    path=$(awk -F: '$1 == "0" {print $3}' "/proc/$1/cgroup")
+    [ -f "/sys/fs/cgroup$path/memory.current" ] || fail "no memory cgroup found for pid $1"
+    echo "/sys/fs/cgroup$path"
+}
+
+memory_usage() { cat "$1/memory.usage_in_bytes" 2>/dev/null || cat "$1/memory.current"; }
+memory_peak() { cat "$1/memory.max_usage_in_bytes" 2>/dev/null || cat "$1/memory.peak"; }
+# v1's peak resets on a write; v2's memory.peak does per writer from Linux 6.12 on, and before
+# that stays the peak since the start (the figures then say "since start").
+memory_peak_reset() {
+    echo 0 >"$1/memory.max_usage_in_bytes" 2>/dev/null || echo 0 >"$1/memory.peak" 2>/dev/null || :
+}
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+
+# FIGURES NAME: the value of NAME in docker-attacks.py's `name=value` line, 0 if absent.
+field() { local value; value=$(tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"); echo "${value:-0}"; }
+
+memory_threads() { awk '/^Threads:/ {print $2}' "/proc/$1/status"; }
+
+# IMAGE ATTACK ARGS...: a fresh container under --memory 256m, 1,000 connections of that attack
+# (stall or busy) held 3 s; sets `charge` (the cgroup's peak over idle, per connection) and
+# `charge_figures`.
+charge_of() {
+    local image=$1 name="hellod-charge-$$" connections=1000
+    shift
+    memory_start "$name" 256m "$image"
+    local port host_pid cgroup idle figures peak open
+    port=$(memory_port "$name")
+    host_pid=$(docker inspect -f '{{.State.Pid}}' "$name")
+    cgroup=$(memory_cgroup_dir "$host_pid")
+    curl -fsS --max-time 5 "http://127.0.0.1:$port/" >/dev/null || fail "GET before the charge run"
+    idle=$(memory_usage "$cgroup")
+    memory_peak_reset "$cgroup"
+    figures=$(attack_from_inside "$host_pid" "$@" --connections "$connections" --hold 3 \
+        --deadline 60 --server-pid "$host_pid" --cgroup "$cgroup") || fail "docker-attacks.py $*"
+    peak=$(memory_peak "$cgroup")
+    open=$(field "$figures" silent)
+    [ "$open" -eq "$connections" ] ||
+        fail "only $open of $connections connections held open under 256 MiB: $figures"
+    charge=$(((peak - idle) / connections))
+    charge_figures="$charge bytes ($(awk -v b="$charge" 'BEGIN {printf "%.1f", b / 1024}') KiB):"
+    charge_figures+=" idle $(mib "$idle") MiB, peak with $connections $(mib "$peak") MiB,"
+    charge_figures+=" $(field "$figures" server_threads) threads, $(field "$figures" server_fds) descriptors"
+    [ "$1" = busy ] && charge_figures+=", $(field "$figures" answers) answers"
+    docker rm -f "$name" >/dev/null
+}
+
+memory_charge() {
+    charge_of "$1" stall
+    local stalled=$charge
+    check "the cgroup charges per connection stalled in its head $charge_figures (--memory 256m)"
+    charge_of "$1" busy
+    check "the cgroup charges per busy keep-alive connection $charge_figures (--memory 256m)"
+    connection_charge=$((charge > stalled ? charge : stalled))
+    charge_of "$1" stall --bytes 60000
+    echo "docker: measured: per connection stalled after 60,000 bytes of its head" \
+        "$charge_figures (--memory 256m)"
+}
+
+# NAME PID WHAT [GET_WITHIN_SECONDS]: the container survived WHAT as the same process.
+memory_survived() {
+    local name=$1 pid=$2 what=$3 within=${4:-5}
+    local state
+    state=$(docker inspect -f \
+        'running={{.State.Running}} oomkilled={{.State.OOMKilled}} restarts={{.RestartCount}} pid={{.State.Pid}}' \
+        "$name")
+    [ "$state" = "running=true oomkilled=false restarts=0 pid=$pid" ] ||
+        fail "after $what: $state (expected running=true oomkilled=false restarts=0 pid=$pid)"
+    local port started deadline body
+    port=$(memory_port "$name")
+    started=$(now_ms)
+    deadline=$((started + within * 1000))
+    until body=$(curl -fsS --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null) &&
+        [ "$body" = "Hello, World!" ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || fail "after $what: no greeting within $within s"
+        sleep 0.05
+    done
+    get_ms=$(($(now_ms) - started))
+}
+
+memory_attacks() {
+    local image=$1 name="hellod-memory-$$"
+    shift
+    local attacks=("$@")
+    [ ${#attacks[@]} -gt 0 ] || attacks=(a b c e d f)
+    memory_start "$name" 64m "$image"
+    local readiness limit port host_pid cgroup idle idle_threads
+    readiness=$(docker logs "$name" 2>&1 | head -1)
+    echo "docker: $image under --memory 64m says: $readiness"
+    port=$(memory_port "$name")
+    host_pid=$(docker inspect -f '{{.State.Pid}}' "$name")
+    cgroup=$(memory_cgroup_dir "$host_pid")
+    limit=$(sed -nE 's/.*up to ([0-9]+) connections.*/\1/p' <<<"$readiness")
+    if [ -n "$limit" ]; then
+        # What the open-files limit alone would allow (hellod raises its soft limit to the hard
+        # one): the memory limit must allow fewer, or this run does not test its derivation.
+        local files
+        files=$(awk '/^Max open files/ {print $5}' "/proc/$host_pid/limits")
+        [ "$files" = unlimited ] || [ "$limit" -lt $(((files - 32) / 2)) ] ||
+            fail "the default connection limit $limit comes from the open-files limit $files," \
+                "not from the 64 MiB limit"
+        if [ -n "$connection_charge" ]; then
+            local predicted=$(($(memory_usage "$cgroup") + limit * connection_charge))
+            [ "$predicted" -lt $((64 << 20)) ] ||
+                fail "$limit connections at $connection_charge bytes would need $(mib "$predicted") MiB"
+            check "default limit $limit connections from the 64 MiB limit: at the measured charge" \
+                "they need $(mib "$predicted") MiB"
+        fi
+    fi
+    memory_survived "$name" "$host_pid" "start"
+    idle=$(memory_usage "$cgroup")
+    idle_threads=$(memory_threads "$host_pid")
+    echo "docker: idle under --memory 64m: $(mib "$idle") MiB, $idle_threads threads"
+
+    local attack figures peak what
+    for attack in "${attacks[@]}"; do
+        memory_peak_reset "$cgroup"
+        case $attack in
+        a)
+            what="one 256 MiB header line"
+            figures=$(attack_from_inside "$host_pid" long-lines --connections 1 \
+                --bytes $((256 << 20)) --deadline 60) || fail "docker-attacks.py: $what"
+            ;;
+        b)
+            what="100 concurrent 1 MiB header lines"
+            figures=$(attack_from_inside "$host_pid" long-lines --connections 100 \
+                --bytes $((1 << 20)) --deadline 60) || fail "docker-attacks.py: $what"
+            ;;
+        c)
+            what="3,000 HTTP/2.0 request lines"
+            figures=$(attack_from_inside "$host_pid" http2 --connections 3000 \
+                --deadline 60) || fail "docker-attacks.py: $what"
+            ;;
+        e)
+            what="3,000 busy keep-alive connections"
+            figures=$(attack_from_inside "$host_pid" busy --connections 3000 --hold 5 \
+                --deadline 60) || fail "docker-attacks.py: $what"
+            ;;
+        d)
+            what="6,000 connections stalled in their heads"
+            figures=$(attack_from_inside "$host_pid" stall --connections 6000 --hold 10 \
+                --deadline 90 --server-pid "$host_pid" --cgroup "$cgroup") ||
+                fail "docker-attacks.py: $what"
+            ;;
+        f)
+            what="1,500 connections stalled after 60,000 bytes of their heads"
+            figures=$(attack_from_inside "$host_pid" stall --connections 1500 --bytes 60000 \
+                --hold 5 --deadline 90 --server-pid "$host_pid" --cgroup "$cgroup") ||
+                fail "docker-attacks.py: $what"
+            ;;
+        *) fail "unknown attack $attack" ;;
+        esac
+        peak=$(memory_peak "$cgroup" 2>/dev/null) || peak=0
+        memory_survived "$name" "$host_pid" "$what ($figures)" 5
+        case $attack in
+        a | b)
+            [ "$(field "$figures" s431)" -eq "$(field "$figures" connections)" ] ||
+                fail "$what: not every line got 431: $figures"
+            ;;
+        c)
+            # Nothing kept: tiny_http's pool lets idle threads go after 5 s.
+            local deadline=$((SECONDS + 10)) threads
+            while threads=$(memory_threads "$host_pid") && [ "$threads" -gt $((idle_threads + 24)) ]; do
+                [ $SECONDS -lt $deadline ] ||
+                    fail "$what: $threads threads 10 s later (idle $idle_threads)"
+                sleep 0.2
+            done
+            figures+=" threads_after=$threads"
+            ;;
+        e)
+            [ -z "$limit" ] || [ "$(field "$figures" busy)" -le "$limit" ] ||
+                fail "$what: more busy connections than the limit of $limit"
+            ;;
+        d)
+            local admitted refused
+            admitted=$(field "$figures" admitted)
+            refused=$(field "$figures" refused)
+            [ "$((admitted + refused))" -eq 6000 ] ||
+                fail "$what: $admitted admitted + $refused refused is not 6000: $figures"
+            [ -z "$limit" ] || [ "$admitted" -le "$limit" ] ||
+                fail "$what: $admitted admitted, over the limit of $limit"
+            figures+=" (admitted $admitted, refused $refused: $(field "$figures" s503) with 503)"
+            ;;
+        f)
+            # The connection limit counts connections; what their heads hold has a budget.
+            [ "$(field "$figures" s503)" -gt 0 ] ||
+                fail "$what: no head was refused for the heads' budget: $figures"
+            figures+=" (held $(field "$figures" admitted), 503 to $(field "$figures" s503))"
+            ;;
+        esac
+        check "$what: container running, not OOM-killed nor restarted, same PID," \
+            "GET answered $get_ms ms later; peak $(mib "$peak") MiB of 64; $figures"
+    done
+
+    local started stop_ms exit_code
+    started=$(now_ms)
+    docker stop -t 5 "$name" >/dev/null
+    stop_ms=$(($(now_ms) - started))
+    exit_code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+    [ "$exit_code" = 0 ] || fail "docker stop after the attacks: exit code $exit_code"
+    [ "$stop_ms" -lt 2000 ] || fail "docker stop after the attacks took $stop_ms ms"
+    check "docker stop after the attacks: exit code 0 in $stop_ms ms"
+    docker rm "$name" >/dev/null
+}
