@@ -131,10 +131,10 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         {max_head}; larger ones get 431 [default: {DEFAULT_MAX_HEADER_BYTES}]
   --max-connections N   HELLOD_MAX_CONNECTIONS
                                         connections open at once, 1 to {max_conns}; past it, a 503 and a
-                                        close [default: what the memory limit (cgroup) allows at 32 KiB
-                                        each, after 8 MiB and 3/16 kept for request heads; the open-files
-                                        limit at 2 descriptors each; the tasks limit at a thread each;
-                                        whichever is least, here {default_connections}]
+                                        close [default: what the memory limit (cgroup) allows at 48 KiB
+                                        each, after 8 MiB and an 8th kept for request heads; the open-
+                                        files limit at 2 descriptors each; the tasks limit at a thread
+                                        each; whichever is least, here {default_connections}]
   --header 'NAME: VALUE' HELLOD_HEADERS (one header a line)
                                         a response header, repeatable; Content-Type and Server replace
                                         hellod's; Date, Content-Length, Transfer-Encoding and hop-by-hop
