@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The heavy robustness cases of issue 5 (tests/stress.rs) against the release binary, one at a
+# The heavy robustness cases of issue 5 (tests/stress/) against the release binary, one at a
 # time: accept failures and recovery, 2,000 stalled connections, clients stalled in bodies,
 # floods of 10,000 connections, SIGTERM under wrk, and a three-minute soak. Each test is
 # bounded; so is the whole run (STRESS_TIMEOUT seconds, default 600, build excluded). Prints
@@ -33,6 +33,6 @@ status=${PIPESTATUS[0]}
 echo
 echo "=== stress figures ($((SECONDS - started)) s)"
 grep -E '^(test .* \.\.\. )?(open files|accept|out of threads|a [0-9]+ MiB|100,000|[0-9]+ (stalled|clients)|closed by|after the read|settled|flood|SIGTERM|prober|tracked|soak|SKIPPED|WARNING)' "$log" \
-    | sed -E 's/^test [a-z0-9_]+ \.\.\. //'
-grep -E "^test result|^    [a-z0-9_]+$" "$log"
+    | sed -E 's/^test [a-z0-9_:]+ \.\.\. //'
+grep -E "^test result|^    [a-z0-9_:]+$" "$log"
 exit "$status"
