@@ -6,10 +6,9 @@ use std::collections::HashSet;
 
 use std::net::TcpStream;
 use std::process::Command;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, DEADLINE, Server, timed_greeting};
+use crate::common::{BIN, DEADLINE, Server, quantile, timed_greeting, unread_by_server, wait_for};
 use crate::{
     RECOVERY_BOUND, Stderr, ask, current, keep_alive_client, stalled_connections,
     time_to_first_greeting,
@@ -65,10 +64,10 @@ fn free_descriptor_numbers(pid: u32, count: usize) -> Vec<u64> {
 }
 
 /// Sets hellod's open-files limit so that exactly `free` descriptors can still be opened, then
-/// applies `pressure` (new connections) until stderr shows `symptom`, checks that clients
-/// connected before keep being served, lifts the limit and measures how long until a new
-/// connection is served.
-fn descriptor_exhaustion(free: usize, symptom: &str, what: &str) {
+/// applies pressure (new connections) until it shows: stderr shows `symptom`, or with none, a
+/// new connection is left unserved. Checks that clients connected before keep being served,
+/// lifts the limit and measures how long until a new connection is served.
+fn descriptor_exhaustion(free: usize, symptom: Option<&str>, what: &str) {
     let server = Server::start(&["--workers", "2"]);
     let mut stderr = Stderr::new();
     let mut before: Vec<TcpStream> = (0..3).map(|_| keep_alive_client(server.addr)).collect();
@@ -78,7 +77,11 @@ fn descriptor_exhaustion(free: usize, symptom: &str, what: &str) {
     set_open_files_soft_limit(server.pid(), numbers[free]);
     let pressure_started = Instant::now();
     let mut refused = 0;
-    while !stderr.poll(&server).iter().any(|l| l.contains(symptom)) {
+    let shown = |lines: &[String], refused: usize| match symptom {
+        Some(symptom) => lines.iter().any(|l| l.contains(symptom)),
+        None => refused > 0,
+    };
+    while !shown(stderr.poll(&server), refused) {
         assert!(
             pressure_started.elapsed() < DEADLINE,
             "{what}: no {symptom:?} on stderr: {:#?}",
@@ -89,8 +92,16 @@ fn descriptor_exhaustion(free: usize, symptom: &str, what: &str) {
             refused += 1;
         }
     }
-    let symptom_line = stderr.lines.iter().find(|l| l.contains(symptom)).unwrap();
-    println!("{what}: {symptom_line}");
+    match symptom {
+        Some(symptom) => {
+            let line = stderr.lines.iter().find(|l| l.contains(symptom)).unwrap();
+            println!("{what}: {line}");
+        }
+        None => println!(
+            "{what}: a new connection left unserved; stderr {:?}",
+            stderr.lines
+        ),
+    }
     for (i, client) in before.iter_mut().enumerate() {
         assert_eq!(ask(client), Ok(()), "{what}: client {i} connected before");
     }
@@ -121,81 +132,103 @@ fn descriptor_exhaustion(free: usize, symptom: &str, what: &str) {
     );
 }
 
-/// Item 1, the issue's own scenario: an open-files limit of 128 and 200 stalled sockets. Which
-/// failure hellod meets depends on the parity of the descriptors left: accept() itself fails
-/// (EMFILE) or tiny_http's accept thread panics on the `try_clone` of the socket it accepted.
+/// Issue 8 item 6 (issue 5 item 1's own scenario): an open-files limit of 128 and 200 sockets
+/// stalled in their heads, then closed; a new connection must be served within a second of the
+/// close, twenty runs in a row, and a keep-alive client connected before is served during and
+/// after. Before the guard, accept() failed (EMFILE, or tiny_http's accept thread panicked on
+/// the `try_clone` of the socket it accepted, by the parity of the descriptors left: hence the
+/// runs alternate 128 and 127), and the restart of the accept loop, its pause and the pool's
+/// lost wake-up put recovery over a second in about half the runs. With the guard the connection
+/// limit (from the open-files limit) turns the stalled ones past it away with a 503.
 #[test]
 #[ignore]
-fn recovers_after_200_stalled_sockets_against_an_open_files_limit_of_128() {
-    for limit in [128, 127] {
-        let server =
-            start_with_open_files_limit(limit, &["--workers", "2", "--read-timeout", "30"]);
-        let mut stderr = Stderr::new();
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
-        assert!(
-            limits
-                .lines()
-                .any(|l| l.starts_with("Max open files") && l.contains(&format!(" {limit} "))),
-            "{limits}"
-        );
-        let mut before: Vec<TcpStream> = (0..2).map(|_| keep_alive_client(server.addr)).collect();
-        let idle = current(&server);
-        let stalled = stalled_connections(server.addr, 200, b"GET / HTTP/1.1\r\nHo");
-        let symptom_started = Instant::now();
-        // "os error 24" from accept(), "code: 24" from the panic in tiny_http's accept thread.
-        let mut symptom = None;
-        while symptom.is_none() {
-            symptom = stderr
-                .poll(&server)
-                .iter()
-                .find(|l| l.contains("os error 24") || l.contains("code: 24"))
-                .cloned();
-            assert!(
-                symptom_started.elapsed() < DEADLINE,
-                "limit {limit}: no accept failure; {}; stderr: {:#?}",
-                current(&server),
-                stderr.lines
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-        let during = current(&server);
-        for (i, client) in before.iter_mut().enumerate() {
-            assert_eq!(
-                ask(client),
-                Ok(()),
-                "limit {limit}: client {i} connected before"
-            );
-        }
-        drop(stalled);
-        let pressure_ended = Instant::now();
-        let recovery = time_to_first_greeting(server.addr, pressure_ended);
-        for (i, client) in before.iter_mut().enumerate() {
-            assert_eq!(ask(client), Ok(()), "limit {limit}: client {i}, after");
-        }
-        for _ in 0..20 {
-            assert!(timed_greeting(server.addr, DEADLINE).is_some());
-        }
-        let failures = stderr.poll(&server).len();
-        println!(
-            "open files {limit}: idle {idle}; with 200 stalled {during} after {:?}; first \
-             failure: {}; {failures} stderr lines; served again {recovery:?} after the stalled \
-             sockets closed",
-            symptom_started.elapsed(),
-            symptom.unwrap_or_default()
-        );
-        assert!(
-            recovery < RECOVERY_BOUND,
-            "limit {limit}: served again only {recovery:?} after the pressure ended"
-        );
-    }
+fn recovers_after_200_stalled_sockets_against_an_open_files_limit_of_128_twenty_runs_in_a_row() {
+    const RUNS: usize = 20;
+    let started = Instant::now();
+    let mut recoveries: Vec<Duration> = (0..RUNS)
+        .map(|run| stalled_against_open_files_limit(if run % 2 == 0 { 128 } else { 127 }, run))
+        .collect();
+    let late = recoveries.iter().filter(|r| **r >= RECOVERY_BOUND).count();
+    let median = quantile(&mut recoveries, 0.5);
+    let worst = quantile(&mut recoveries, 1.0);
+    println!(
+        "accept failures, {RUNS} runs in {:?}: served again after the pressure ended: median \
+         {median:?}, worst {worst:?}; {late} runs over {RECOVERY_BOUND:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        late, 0,
+        "{late} of {RUNS} runs recovered only after {worst:?}"
+    );
 }
 
-/// Item 1: accept() failing with EMFILE, the descriptor limit reached exactly.
+/// One run: hellod under an open-files limit of `limit`, 200 connections stalled in their heads
+/// until the limit bites, then closed. Returns how long after the close a new connection was
+/// served; asserts that the keep-alive client from before is served throughout.
+fn stalled_against_open_files_limit(limit: u64, run: usize) -> Duration {
+    let server = start_with_open_files_limit(limit, &["--workers", "2", "--read-timeout", "30"]);
+    let mut stderr = Stderr::new();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(&format!(" {limit} "))),
+        "{limits}"
+    );
+    let mut before = keep_alive_client(server.addr);
+    let idle = current(&server);
+    let stalled = stalled_connections(server.addr, 200, b"GET / HTTP/1.1\r\nHo");
+    let pressure_started = Instant::now();
+    // Bitten: accept() failing ("os error 24", or "code: 24" from the panic in tiny_http's
+    // accept thread), or no stalled connection left waiting in the backlog (each accepted and
+    // read, or refused past the connection limit).
+    let failing = |lines: &[String]| {
+        lines.iter().find_map(|l| {
+            if l.contains("os error 24") {
+                Some("accept() EMFILE")
+            } else if l.contains("code: 24") {
+                Some("tiny_http's accept thread panicked in try_clone")
+            } else {
+                None
+            }
+        })
+    };
+    wait_for("the open-files limit to bite", DEADLINE, || {
+        failing(stderr.poll(&server)).is_some()
+            || stalled.iter().all(|stream| {
+                let client = stream.local_addr().unwrap();
+                unread_by_server(server.addr, client).unwrap_or(0) == 0
+            })
+    });
+    let during = current(&server);
+    let served_during = ask(&mut before);
+    drop(stalled);
+    let pressure_ended = Instant::now();
+    let recovery = time_to_first_greeting(server.addr, pressure_ended);
+    let served_after = ask(&mut before);
+    println!(
+        "open files {limit}, run {run}: idle {idle}; with 200 stalled {during} after {:?}; \
+         accept failure: {:?}; served again {recovery:?} after the stalled sockets closed",
+        pressure_ended - pressure_started,
+        failing(stderr.poll(&server)),
+    );
+    assert_eq!(
+        served_during,
+        Ok(()),
+        "run {run}: keep-alive client, during"
+    );
+    assert_eq!(served_after, Ok(()), "run {run}: keep-alive client, after");
+    recovery
+}
+
+/// Item 1: accept() failing with EMFILE, the descriptor limit reached exactly. hellod's `accept4`
+/// waits for a close instead of failing (tiny_http's accept loop would end), so all that shows
+/// is a new connection left in the backlog.
 #[cfg(target_os = "linux")]
 #[test]
 #[ignore]
 fn recovers_after_accept_fails_with_emfile() {
-    descriptor_exhaustion(0, "accepting failed: ", "accept() EMFILE");
+    descriptor_exhaustion(0, None, "accept() EMFILE");
 }
 
 /// Item 1: a panic in tiny_http's accept thread: accept() takes the last descriptor and the
@@ -204,5 +237,5 @@ fn recovers_after_accept_fails_with_emfile() {
 #[test]
 #[ignore]
 fn recovers_after_the_accept_thread_panics_out_of_descriptors() {
-    descriptor_exhaustion(1, "refined_tcp_stream.rs", "accept-thread panic");
+    descriptor_exhaustion(1, Some("refined_tcp_stream.rs"), "accept-thread panic");
 }

@@ -17,6 +17,7 @@
 mod common;
 
 mod accept_failures;
+mod attacks;
 mod floods;
 mod head_budget;
 mod out_of_threads;
@@ -57,13 +58,14 @@ impl Stderr {
     }
 }
 
-/// `count` connections that send `bytes` and then nothing.
+/// `count` connections that send `bytes` and then nothing. A write may fail on a connection
+/// hellod turned away at once (past its connection limit): the callers check what hellod holds.
 fn stalled_connections(addr: SocketAddr, count: usize, bytes: &[u8]) -> Vec<TcpStream> {
     (0..count)
         .map(|i| {
             let mut stream = TcpStream::connect_timeout(&addr, DEADLINE)
                 .unwrap_or_else(|e| panic!("stalled connection {i}: {e}"));
-            stream.write_all(bytes).unwrap();
+            let _ = stream.write_all(bytes);
             stream
         })
         .collect()
@@ -188,4 +190,22 @@ fn shown(bytes: &[u8]) -> String {
     } else {
         text.into_owned()
     }
+}
+
+/// Sets the peak resident memory the kernel keeps for `pid` (VmHWM) back to what it holds now
+/// (`clear_refs`, Linux 4.0 on), so that the peak read afterwards is the test's own, not
+/// start-up's. A sampled VmRSS would miss a spike between two samples; this cannot.
+fn reset_peak_memory(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .unwrap_or_else(|e| panic!("resetting the peak memory of {pid}: {e}"));
+}
+
+/// The peak resident memory of `pid`, in KiB, since it started or [`reset_peak_memory`].
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("hellod is running");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/PID/status")
 }
