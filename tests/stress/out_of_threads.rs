@@ -8,31 +8,41 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{BIN, DEADLINE, Server, timed_greeting, usage, wait_for};
-use crate::{RECOVERY_BOUND, Stderr, ask, current, keep_alive_client, time_to_first_greeting};
+use crate::{
+    RECOVERY_BOUND, Stderr, ask, current, keep_alive_client, stalled_connections,
+    time_to_first_greeting,
+};
 
-/// Item 1 with threads as the exhausted limit. hellod runs as `nobody` under a process limit
-/// (RLIMIT_NPROC, which root ignores, counts every thread of the user), and other processes of
-/// that user take up what is left: every `thread::spawn` fails. In tiny_http's accept thread
-/// that is a panic, contained; but when the supervisor starts a new accept loop (here the read
-/// timeout of 0.2 s ends idle ones), `Server::from_listener`'s `thread::spawn` panics in the
-/// main thread. Two clients connected before keep asking meanwhile. Then the other processes
-/// leave: hellod must serve new connections again within a second.
+/// Item 1 with threads as the exhausted limit. hellod runs as a user of its own under a process
+/// limit (RLIMIT_NPROC, which root ignores, counts every thread of the user), and other
+/// processes of that user take up what is left: every `thread::spawn` fails. New connections,
+/// more than tiny_http's idle pool threads, make its accept thread spawn one: a panic there,
+/// contained, that ends the accept loop; the supervisor's new one cannot start either
+/// (`Server::from_listener`'s `thread::spawn` panics in the main thread). Two clients connected
+/// before keep asking meanwhile. Then the other processes leave: hellod must serve new
+/// connections again within a second.
 #[cfg(target_os = "linux")]
 #[test]
 #[ignore]
 fn survives_running_out_of_threads() {
     const LIMIT: usize = 32;
-    let Some(binary) = binary_for_nobody() else {
+    let Some(binary) = binary_for_test_user() else {
         return;
     };
-    let as_nobody = |program: &str| {
+    // Not `nobody`: the limit counts the user's tasks machine-wide, and other test runs on a
+    // shared machine may be using `nobody` at the same time. An unused high ID, one per run.
+    let uid = 0x4000_0000 + std::process::id();
+    let as_test_user = |program: &str| {
         let mut command = Command::new("setpriv");
-        command
-            .env_clear()
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
+        command.env_clear().args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            program,
+        ]);
         command
     };
-    let mut command = as_nobody("prlimit");
+    let mut command = as_test_user("prlimit");
     command
         .arg(format!("--nproc={LIMIT}:{LIMIT}"))
         .arg(&binary.0)
@@ -58,25 +68,28 @@ fn survives_running_out_of_threads() {
         })
         .collect();
 
-    // Other processes of the same user take every thread left, for two seconds in which idle
-    // accept loops end and new ones cannot start.
+    // Other processes of the same user take every thread left; then connections that need
+    // new threads of tiny_http's pool.
     let mut hogs = Children(Vec::new());
     for _ in 0..LIMIT + 8 {
-        let mut sleeper = as_nobody("sleep");
+        let mut sleeper = as_test_user("sleep");
         sleeper.arg("60");
-        hogs.0.push(sleeper.spawn().expect("a process as nobody"));
+        hogs.0
+            .push(sleeper.spawn().expect("a process as the test user"));
     }
-    // Until a new accept loop has failed to start (or hellod has died of it).
-    wait_for("an accept loop failing to start", DEADLINE, || {
+    let waiting = stalled_connections(server.addr, 8, b"GET / HTTP/1.1\r\nHo");
+    // Until a thread has failed to start (or hellod has died of it).
+    wait_for("a thread failing to start", DEADLINE, || {
         server.child.try_wait().unwrap().is_some()
             || stderr
                 .poll(&server)
                 .iter()
-                .any(|l| l.contains("restart") || l.contains("thread main"))
+                .any(|l| l.contains("spawn") || l.contains("restart"))
     });
     let during = usage(server.pid());
     let tried_during = timed_greeting(server.addr, Duration::from_millis(300)).is_some();
     drop(hogs);
+    drop(waiting);
     let lifted = Instant::now();
     let exit = server.child.try_wait().unwrap();
     let lines = stderr.poll(&server).to_vec();
@@ -129,7 +142,7 @@ impl Drop for Children {
     }
 }
 
-/// A copy of the binary that user `nobody` may run, removed when dropped.
+/// A copy of the binary that an unprivileged user may run, removed when dropped.
 struct BinaryCopy(std::path::PathBuf);
 
 impl Drop for BinaryCopy {
@@ -138,10 +151,10 @@ impl Drop for BinaryCopy {
     }
 }
 
-/// A copy of the binary that user `nobody` may run, when this test can switch to it (as root,
+/// A copy of the binary that an unprivileged user may run, when this test can switch to one (as root,
 /// with setpriv and prlimit); None, with a line saying why, when it cannot.
 #[cfg(target_os = "linux")]
-fn binary_for_nobody() -> Option<BinaryCopy> {
+fn binary_for_test_user() -> Option<BinaryCopy> {
     use std::os::unix::fs::PermissionsExt;
 
     // SAFETY: geteuid has no preconditions.
@@ -153,10 +166,10 @@ fn binary_for_nobody() -> Option<BinaryCopy> {
             .is_ok_and(|o| o.status.success())
     });
     if !root || !tools {
-        println!("SKIPPED: needs root, setpriv and prlimit to run hellod as nobody");
+        println!("SKIPPED: needs root, setpriv and prlimit to run hellod as an unprivileged user");
         return None;
     }
-    let copy = std::env::temp_dir().join(format!("hellod-nobody-{}", std::process::id()));
+    let copy = std::env::temp_dir().join(format!("hellod-unprivileged-{}", std::process::id()));
     std::fs::copy(BIN, &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     Some(BinaryCopy(copy))
