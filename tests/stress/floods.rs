@@ -9,9 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    DEADLINE, Ending, Server, parse_responses, read_until_close, timed_greeting, usage, wait_for,
+    DEADLINE, Ending, Server, parse_responses, read_until_close, timed_greeting, usage,
 };
-use crate::{GREETING, current, settle, shown};
+use crate::{GREETING, back_to_idle, current, settle, shown};
 
 /// Item 4: 10,000 connections opened as fast as possible, each sending a request at once, with
 /// `Connection: close` (the server closes each once answered). Every one is answered or
@@ -161,15 +161,7 @@ fn flood(keep_alive: bool) {
 
     // Afterwards: idle tiny_http threads leave 5 s after their last connection.
     let settle_started = Instant::now();
-    wait_for(
-        "threads and descriptors to go back to idle",
-        Duration::from_secs(30),
-        || {
-            let now = current(&server);
-            now.threads <= idle.threads + 8 && now.fds <= idle.fds + 2
-        },
-    );
-    let after = current(&server);
+    let after = back_to_idle(&server, idle, 8, Duration::from_secs(30));
     println!(
         "settled {:?} after the {what} flood: {after} (idle {idle}, +{} KiB)",
         settle_started.elapsed(),

@@ -21,7 +21,7 @@ const MANY_HEADERS_BOUND_KIB: u64 = 16 * 1024;
 const STALL: Duration = Duration::from_secs(5);
 /// The start of a head whose last header line the attacks make long.
 const LINE_START: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ";
-const FILLER: [u8; 64 * 1024] = [b'v'; 64 * 1024];
+static FILLER: [u8; 64 * 1024] = [b'v'; 64 * 1024];
 
 /// How one attacking connection ended.
 #[derive(Debug)]
@@ -189,6 +189,9 @@ fn a_head_of_100_000_headers_is_refused_in_bounded_memory() {
     );
 }
 
+/// A request head, as the pieces [`attack`] sends.
+type Head<'a> = Box<dyn Iterator<Item = &'a [u8]> + 'a>;
+
 #[derive(Debug, Clone, Copy)]
 enum Expect {
     Greeting,
@@ -237,7 +240,7 @@ fn header_sizes_cost() {
             Expect::Answered431,
         ),
     ];
-    let mut runs: Vec<(&str, Box<dyn Iterator<Item = &[u8]> + '_>, Expect)> = Vec::new();
+    let mut runs: Vec<(&str, Head, Expect)> = Vec::new();
     for (what, head, expected) in &cases {
         runs.push((what, Box::new(iter::once(&head[..])), *expected));
     }

@@ -129,6 +129,17 @@ fn settle(server: &Server) {
     });
 }
 
+/// Waits, up to `limit`, until `server` holds at most two descriptors more than at `idle` and
+/// `spare_threads` threads more (tiny_http's pool threads leave 5 s after their last
+/// connection); returns what it holds then.
+fn back_to_idle(server: &Server, idle: Usage, spare_threads: usize, limit: Duration) -> Usage {
+    wait_for("threads and descriptors to go back to idle", limit, || {
+        let now = current(server);
+        now.fds <= idle.fds + 2 && now.threads <= idle.threads + spare_threads
+    });
+    current(server)
+}
+
 fn highest_usage(server: &Server, over: Duration) -> Usage {
     let mut highest = current(server);
     let until = Instant::now() + over;

@@ -8,10 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{
-    DEADLINE, Ending, Server, parse_responses, read_until_close, timed_greeting, wait_for,
-};
-use crate::{current, highest_usage, read_one_response, shown};
+use crate::common::{DEADLINE, Ending, Server, parse_responses, read_until_close, timed_greeting};
+use crate::{back_to_idle, current, highest_usage, read_one_response, shown};
 
 /// Item 6: three minutes (HELLOD_SOAK_SECONDS to change it) of mixed load with connection
 /// churn: keep-alive, close, pipelined, slow and stalling clients and bodies. Afterwards memory,
@@ -89,15 +87,7 @@ fn soak() {
     }
     let ended = current(&server);
     let settle_started = Instant::now();
-    wait_for(
-        "threads and descriptors back to idle",
-        Duration::from_secs(30),
-        || {
-            let now = current(&server);
-            now.threads <= idle.threads + 4 && now.fds <= idle.fds + 2
-        },
-    );
-    let settled = current(&server);
+    let settled = back_to_idle(&server, idle, 4, Duration::from_secs(30));
     let counts = counts.lock().unwrap().clone();
     let failures = failures.lock().unwrap().clone();
     println!(

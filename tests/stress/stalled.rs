@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, DEADLINE, Server, quantile, timed_greeting, wait_for};
-use crate::{P99_BOUND, current, settle, stalled_connections};
+use crate::{P99_BOUND, back_to_idle, current, settle, stalled_connections};
 
 /// Item 3: 2,000 connections stalled in their request headers. A normal request still gets the
 /// greeting with p99 under 10 ms; the stalled ones cost memory, threads and descriptors until
@@ -33,39 +33,21 @@ fn two_thousand_stalled_connections() {
         current(&server).fds >= idle.fds + 2 * STALLED
     });
     let with_stalled = current(&server);
-    let (p50, p99, max, samples) = greeting_latencies(server.addr, 1000);
-    let sampled_by = last_write.elapsed();
+    let latencies = latencies_beside_stalled(server.addr, 1000, last_write, read_timeout);
     println!(
         "{STALLED} stalled, opened in {:?}: idle {idle}; with them {with_stalled} (+{} KiB, +{} \
-         threads, +{} fds); {samples} greetings meanwhile (done {sampled_by:?} after the \
-         last stalled write): p50 {p50:?}, p99 {p99:?}, max {max:?}",
+         threads, +{} fds); {latencies}",
         last_write - opened,
         with_stalled.rss_kib.saturating_sub(idle.rss_kib),
         with_stalled.threads.saturating_sub(idle.threads),
         with_stalled.fds.saturating_sub(idle.fds),
-    );
-    assert!(
-        sampled_by < read_timeout,
-        "the stalled connections may have timed out before the latencies were measured"
-    );
-    assert!(
-        p99 < P99_BOUND,
-        "p99 {p99:?} beside {STALLED} stalled connections"
     );
 
     // Released after the read timeout: each stalled client sees the server close.
     let closed_at = closes(&mut stalled, last_write, 4 * read_timeout);
     let released = current(&server);
     report_closes(&closed_at, STALLED, read_timeout);
-    wait_for(
-        "threads and descriptors to go back to idle",
-        DEADLINE,
-        || {
-            let now = current(&server);
-            now.fds <= idle.fds + 2 && now.threads <= idle.threads + 8
-        },
-    );
-    let settled = current(&server);
+    let settled = back_to_idle(&server, idle, 8, DEADLINE);
     println!("after the read timeout: {released}; settled: {settled}");
     assert_eq!(
         closed_at.iter().filter(|c| c.is_some()).count(),
@@ -106,34 +88,39 @@ fn clients_stalled_in_bodies() {
     }
     let last_write = Instant::now();
     let with_stalled = current(&server);
-    let (p50, p99, max, samples) = greeting_latencies(server.addr, 500);
-    let sampled_by = last_write.elapsed();
+    let latencies = latencies_beside_stalled(server.addr, 500, last_write, read_timeout);
     println!(
         "{} clients stalled in bodies ({WORKERS} workers): idle {idle}; with them {with_stalled}; \
-         {samples} greetings (done {sampled_by:?} after the last stalled write): p50 {p50:?}, \
-         p99 {p99:?}, max {max:?}",
+         {latencies}",
         stalled.len()
-    );
-    assert!(
-        sampled_by < read_timeout,
-        "measured after the stalls timed out"
-    );
-    assert!(
-        p99 < P99_BOUND,
-        "p99 {p99:?} beside clients stalled in bodies"
     );
     let closed_at = closes(&mut stalled, last_write, 5 * read_timeout);
     report_closes(&closed_at, closed_at.len(), read_timeout);
     assert!(closed_at.iter().all(Option::is_some), "not all closed");
-    wait_for(
-        "threads and descriptors to go back to idle",
-        DEADLINE,
-        || {
-            let now = current(&server);
-            now.fds <= idle.fds + 2 && now.threads <= idle.threads + 8
-        },
+    println!("settled: {}", back_to_idle(&server, idle, 8, DEADLINE));
+}
+
+/// Greetings on new connections, one after another, beside clients stalled since
+/// `stalled_since`: the figures, as a line. Asserts the p99 bound, and that the stalls had not
+/// timed out (`read_timeout`) before the last greeting.
+fn latencies_beside_stalled(
+    addr: SocketAddr,
+    count: usize,
+    stalled_since: Instant,
+    read_timeout: Duration,
+) -> String {
+    let (p50, p99, max, samples) = greeting_latencies(addr, count);
+    let sampled_by = stalled_since.elapsed();
+    let figures = format!(
+        "{samples} greetings meanwhile (done {sampled_by:?} after the last stalled write): p50 \
+         {p50:?}, p99 {p99:?}, max {max:?}"
     );
-    println!("settled: {}", current(&server));
+    assert!(
+        sampled_by < read_timeout,
+        "the stalled clients may have timed out before the latencies were measured: {figures}"
+    );
+    assert!(p99 < P99_BOUND, "p99 over {P99_BOUND:?}: {figures}");
+    figures
 }
 
 /// Greetings on new connections, one after another: p50, p99, max and how many.
