@@ -200,23 +200,27 @@ fn body_load(addr: SocketAddr, round: u64) -> Result<&'static str, String> {
     Ok("bodies")
 }
 
-/// HEAD requests, HTTP/1.0, and a malformed line (400) now and then.
+/// HEAD requests, HTTP/1.0, and now and then hellod's own refusals: an unsupported version
+/// (505) and an invalid Content-Length (400), each answered and closed.
 fn head_and_odd_load(addr: SocketAddr, round: u64) -> Result<&'static str, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("odd: {e}"))?;
-    let request: &[u8] = match round % 3 {
-        0 => b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        1 => b"GET / HTTP/1.0\r\n\r\n",
-        _ => b"GET / HTTP/9.9\r\nHost: t\r\n\r\n",
+    let (request, expected): (&[u8], u16) = match round % 4 {
+        0 => (
+            b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        1 => (b"GET / HTTP/1.0\r\n\r\n", 200),
+        2 => (b"GET / HTTP/9.9\r\nHost: t\r\n\r\n", 505),
+        _ => (
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: five\r\n\r\n",
+            400,
+        ),
     };
     stream.write_all(request).map_err(|e| format!("odd: {e}"))?;
     let (received, ending) = read_until_close(&mut stream, DEADLINE);
-    let expected = match round % 3 {
-        0 | 1 => 200,
-        _ => 400,
-    };
-    match parse_responses(&received, round.is_multiple_of(3)) {
+    match parse_responses(&received, round.is_multiple_of(4)) {
         Ok(r) if r.len() == 1 && r[0].status == expected && ending == Ending::Closed => {
-            Ok("HEAD, HTTP/1.0 and 400s")
+            Ok("HEAD, HTTP/1.0, 505s and 400s")
         }
         other => Err(format!("odd {round}: {ending:?} {other:?}")),
     }
