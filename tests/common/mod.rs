@@ -251,7 +251,7 @@ pub fn steal_listener(pid: u32, port: u16) -> std::net::TcpListener {
     }
 }
 
-// Helpers for tests/hostile.rs and tests/stress.rs: raw exchanges, strict response parsing and
+// Helpers for tests/hostile.rs and tests/stress/: raw exchanges, strict response parsing and
 // the resources a process holds.
 
 /// How the server side of a raw exchange ended.
