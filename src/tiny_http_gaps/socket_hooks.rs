@@ -5,9 +5,10 @@
 //!
 //! - `accept4` admits at most the connection limit (past it: a 503 and a close), waits for an
 //!   open descriptor instead of failing (tiny_http's accept loop ends for good on its first
-//!   error, upstream #283), and waits until the connection accepted before it has been taken up
-//!   by a thread of tiny_http's pool (whose `TaskPool::spawn` otherwise loses wake-ups in bursts
-//!   and leaves a connection queued, unread, behind a long keep-alive one).
+//!   error, upstream #283), keeps one in reserve for tiny_http's duplicate of each socket, and
+//!   waits until the connection accepted before it has been taken up by a thread of tiny_http's
+//!   pool (whose `TaskPool::spawn` otherwise loses wake-ups in bursts and leaves a connection
+//!   queued, unread, behind a long keep-alive one).
 //! - `recv` runs what tiny_http reads through [`Framing`] and gives a request head a deadline from
 //!   its first byte; a head it must not see ends the stream there. It also reads no further while
 //!   a connection has [`MAX_AHEAD`] requests unanswered: tiny_http reads pipelined requests as fast
@@ -26,7 +27,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -70,22 +71,18 @@ pub fn install(guard: Guard, access_log: Option<fn(&Refusal)>) -> io::Result<()>
     probed
 }
 
-/// One accept, read, shutdown and close through std, as tiny_http makes them, on a Unix socket
-/// (a network namespace may have no loopback).
+/// One read, shutdown, accept and close through std, as tiny_http makes them, on a socket pair:
+/// `RestrictAddressFamilies=` (the systemd unit's) allows no new Unix socket, but a pair. The
+/// accept fails (the socket does not listen); what counts is that the call came here.
 fn probe() -> io::Result<()> {
     use std::io::{Read, Write};
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    use std::os::unix::net::{UnixListener, UnixStream};
 
-    let name = format!("hellod-probe-{}", std::process::id());
-    let address = SocketAddr::from_abstract_name(name.as_bytes())?;
-    let listener = UnixListener::bind_addr(&address)?;
-    let mut client = UnixStream::connect_addr(&address)?;
-    let (mut accepted, _) = listener.accept()?;
-    client.write_all(b"x")?;
-    accepted.read_exact(&mut [0])?;
-    accepted.shutdown(std::net::Shutdown::Write)?;
-    drop(accepted);
+    let (mut ours, mut theirs) = UnixStream::pair()?;
+    theirs.write_all(b"x")?;
+    ours.read_exact(&mut [0])?;
+    ours.shutdown(std::net::Shutdown::Write)?;
+    let _ = UnixListener::from(std::os::fd::OwnedFd::from(ours)).accept();
     if PROBED.load(SeqCst) == 0b1111 {
         Ok(())
     } else {
@@ -377,17 +374,38 @@ fn registered(fd: RawFd) -> Option<Arc<Connection>> {
     shard(fd).get(&fd).cloned()
 }
 
-/// Connections accepted whose reading duplicate has not been read from yet: at most one per
-/// accept loop, since `accept4` waits for the last one to be taken up.
-static PENDING: Mutex<Vec<Arc<Connection>>> = Mutex::new(Vec::new());
+/// Connections accepted whose reading duplicate has not been read from yet, and the one the
+/// next accept waits for.
+struct Pending {
+    connections: Vec<Arc<Connection>>,
+    awaited: Option<u64>,
+}
+
+impl Pending {
+    /// Takes the connection of `inode` off the list: taken up, or closed before it was.
+    fn remove(&mut self, inode: u64) -> Option<Arc<Connection>> {
+        let at = self.connections.iter().position(|c| c.inode == inode)?;
+        PENDING_COUNT.store(self.connections.len() - 1, Release);
+        if self.awaited == Some(inode) {
+            self.awaited = None;
+            TAKEN_UP.notify_all();
+        }
+        Some(self.connections.swap_remove(at))
+    }
+}
+
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    connections: Vec::new(),
+    awaited: None,
+});
 static PENDING_COUNT: AtomicUsize = AtomicUsize::new(0);
 static TAKEN_UP: Condvar = Condvar::new();
 
 /// Longest an accept waits for the connection before it to be taken up; only a thread that
-/// cannot be started takes this long.
+/// cannot be started takes this long, and no later accept waits for that one again.
 const TAKE_UP_WAIT: Duration = Duration::from_millis(200);
 
-fn pending() -> MutexGuard<'static, Vec<Arc<Connection>>> {
+fn pending() -> MutexGuard<'static, Pending> {
     PENDING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -402,16 +420,8 @@ fn connection_read_on(fd: RawFd) -> Option<Arc<Connection>> {
     if PENDING_COUNT.load(Acquire) == 0 {
         return None;
     }
-    let inode = inode(fd)?;
-    let connection = {
-        let mut pending = pending();
-        let at = pending.iter().position(|c| c.inode == inode)?;
-        let connection = pending.swap_remove(at);
-        PENDING_COUNT.store(pending.len(), Release);
-        connection
-    };
+    let connection = pending().remove(inode(fd)?)?;
     shard(fd).insert(fd, connection.clone());
-    TAKEN_UP.notify_all();
     Some(connection)
 }
 
@@ -422,22 +432,42 @@ fn inode(fd: RawFd) -> Option<u64> {
         .then(|| unsafe { stat.assume_init() }.st_ino)
 }
 
-/// Waits until the connections accepted before have been taken up by tiny_http's pool.
+/// Waits until the connection accepted last has been taken up by tiny_http's pool.
 fn wait_until_taken_up() {
-    if PENDING_COUNT.load(Acquire) == 0 {
-        return;
-    }
     let deadline = Instant::now() + TAKE_UP_WAIT;
     let mut pending = pending();
-    while !pending.is_empty() {
+    while pending.awaited.is_some() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
+            pending.awaited = None;
             return;
         }
         pending = TAKEN_UP
             .wait_timeout(pending, left)
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .0;
+    }
+}
+
+/// One descriptor kept free for tiny_http, which duplicates each socket it accepts
+/// (`try_clone`) and panics when it cannot, ending its accept loop: the reserve is closed just
+/// before an accepted socket is handed over, and taken again before the next accept.
+static RESERVE: AtomicI32 = AtomicI32::new(-1);
+
+fn hold_reserve() -> bool {
+    if RESERVE.load(Relaxed) >= 0 {
+        return true;
+    }
+    // SAFETY: creates a descriptor owned by RESERVE.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    fd >= 0 && RESERVE.compare_exchange(-1, fd, Relaxed, Relaxed).is_ok()
+}
+
+fn release_reserve() {
+    let fd = RESERVE.swap(-1, Relaxed);
+    if fd >= 0 {
+        // SAFETY: the reserve's own descriptor, owned by nobody else.
+        unsafe { raw_close(fd) };
     }
 }
 
@@ -468,8 +498,9 @@ fn admit(fd: RawFd, peer: Option<SocketAddr>) -> bool {
         peers(peer).insert(peer, connection.clone());
     }
     let mut pending = pending();
-    pending.push(connection);
-    PENDING_COUNT.store(pending.len(), Release);
+    pending.connections.push(connection);
+    pending.awaited = Some(inode);
+    PENDING_COUNT.store(pending.connections.len(), Release);
     true
 }
 
@@ -574,6 +605,10 @@ pub unsafe extern "C" fn accept4(
     loop {
         if MODE.load(Relaxed) == ON {
             wait_until_taken_up();
+            if !hold_reserve() {
+                wait_for_a_close();
+                continue;
+            }
         }
         // SAFETY: the caller's arguments, as given.
         let accepted = unsafe { libc::syscall(libc::SYS_accept4, fd, addr, len, flags) } as c_int;
@@ -583,6 +618,7 @@ pub unsafe extern "C" fn accept4(
         if accepted >= 0 {
             // SAFETY: the kernel filled the caller's address buffer, if there was one.
             if admit(accepted, unsafe { peer_of(addr, len) }) {
+                release_reserve();
                 return accepted;
             }
             refuse(accepted);
@@ -666,6 +702,10 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         {
             if let Some(peer) = connection.peer {
                 peers(peer).remove(&peer);
+            }
+            // Never taken up: tiny_http's accept thread or pool failed before it read.
+            if PENDING_COUNT.load(Acquire) > 0 {
+                pending().remove(connection.inode);
             }
             OPEN.fetch_sub(1, Relaxed);
         }
