@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -61,15 +61,7 @@ fn an_idle_server_keeps_one_accept_loop_and_its_threads() {
 fn idle_keep_alive_connections_cost_no_cpu() {
     const CONNECTIONS: usize = 1000;
     let server = Server::start(&["--read-timeout", "60"]);
-    let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
-        .map(|_| {
-            let mut stream = server.connect();
-            stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-                .unwrap();
-            stream
-        })
-        .collect();
+    let mut streams = common::connections_with_a_get(&server, CONNECTIONS);
     let answered = streams.iter_mut().map(greeted).filter(|&ok| ok).count();
     assert_eq!(answered, CONNECTIONS);
     // tiny_http's idle pool threads (beyond the connections') leave after 5 s; wait until the
@@ -102,15 +94,7 @@ fn every_connection_of_a_burst_of_1000_is_answered() {
     const CONNECTIONS: usize = 1000;
     let server = Server::start(&["--read-timeout", "60"]);
     let started = Instant::now();
-    let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
-        .map(|_| {
-            let mut stream = server.connect();
-            stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-                .unwrap();
-            stream
-        })
-        .collect();
+    let mut streams = common::connections_with_a_get(&server, CONNECTIONS);
     let unanswered = streams.iter_mut().map(greeted).filter(|&ok| !ok).count();
     println!(
         "burst of {CONNECTIONS}: {unanswered} unanswered, all read after {:?}",

@@ -384,6 +384,24 @@ pub fn parse_responses(bytes: &[u8], head: bool) -> Result<Vec<Parsed>, String> 
     Ok(responses)
 }
 
+/// The statuses of the responses in `bytes`, parsed as [`parse_responses`] does.
+pub fn statuses(bytes: &[u8], head: bool) -> Result<Vec<u16>, String> {
+    parse_responses(bytes, head).map(|responses| responses.iter().map(|r| r.status).collect())
+}
+
+/// `count` new connections to `server`, each with one keep-alive GET sent and nothing read.
+pub fn connections_with_a_get(server: &Server, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = server.connect();
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            stream
+        })
+        .collect()
+}
+
 /// What a process holds: resident memory, threads, open descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {

@@ -69,11 +69,7 @@ fn access_log_has_a_line_for_every_answer_hellod_gives_itself() {
     ];
     for (logged, request, status) in cases {
         let (received, ending) = exchange(&server, request, After::KeepOpen, DEADLINE);
-        let statuses: Vec<u16> = parse_responses(&received, false)
-            .unwrap()
-            .iter()
-            .map(|r| r.status)
-            .collect();
+        let statuses = common::statuses(&received, false).unwrap();
         assert_eq!(
             (statuses, ending),
             (vec![status], Ending::Closed),

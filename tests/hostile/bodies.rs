@@ -1,5 +1,4 @@
-//! Bodies: declared past the limit, stalled half-way, and answers a client never reads; and a
-//! burst of clients that tiny_http's thread pool could leave waiting.
+//! Bodies: declared past the limit, stalled half-way, and answers a client never reads.
 
 use super::*;
 
@@ -27,11 +26,8 @@ fn declared_bodies_past_the_limit_get_413() {
                 "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\nsome body bytes"
             );
             let (received, ending) = exchange(&server, request.as_bytes(), after, DEADLINE);
-            let statuses: Vec<u16> = parse_responses(&received, false)
-                .unwrap_or_else(|e| panic!("{length} {after:?}: {e}"))
-                .iter()
-                .map(|r| r.status)
-                .collect();
+            let statuses = common::statuses(&received, false)
+                .unwrap_or_else(|e| panic!("{length} {after:?}: {e}"));
             println!("Content-Length {length:<26} {after:?}: {statuses:?} {ending:?}");
             if matches!(after, After::HalfClose | After::KeepOpen) {
                 assert_eq!(statuses, [413], "{length} {after:?}");
@@ -91,50 +87,6 @@ fn clients_stalled_in_bodies_do_not_pin_the_worker() {
             Ok(n) if buffer[..n].starts_with(b"HTTP/1.1 100 ") => {}
             other => panic!("stalled client {i} was not stalled: {other:?}"),
         }
-    }
-}
-
-/// tiny_http's thread pool loses wake-ups: when several connections arrive together while
-/// threads are idle, it counts a woken thread as idle until that thread runs, queues the next
-/// connections for it instead of starting threads, and those wait until some connection ends.
-/// With keep-alive clients that is the read timeout later. Every client of a burst must get its
-/// answer; the read timeout (60 s) is far beyond the test's patience (20 s). Each round is a new
-/// server; the race does not hit every burst, so up to five are tried.
-#[test]
-fn a_burst_of_keep_alive_clients_all_get_answers() {
-    const CLIENTS: usize = 32;
-    for round in 0..5 {
-        let server = Server::start(&["--read-timeout", "60"]);
-        let mut clients: Vec<TcpStream> = (0..CLIENTS)
-            .map(|_| {
-                let mut stream = server.connect();
-                stream
-                    .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-                    .unwrap();
-                stream
-            })
-            .collect();
-        let deadline = Instant::now() + DEADLINE;
-        let mut unanswered = 0;
-        for stream in &mut clients {
-            stream
-                .set_read_timeout(Some(
-                    deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(1)),
-                ))
-                .unwrap();
-            let mut buffer = [0u8; 256];
-            match stream.read(&mut buffer) {
-                Ok(n) if buffer[..n].starts_with(b"HTTP/1.1 200 OK") => {}
-                _ => unanswered += 1,
-            }
-        }
-        println!("round {round}: {unanswered} of {CLIENTS} keep-alive clients unanswered");
-        assert_eq!(
-            unanswered, 0,
-            "clients of a burst left waiting for a thread until the read timeout"
-        );
     }
 }
 

@@ -104,11 +104,7 @@ fn http2_request_lines_get_505_and_leave_nothing_behind() {
     for i in 0..LINES {
         let (received, ending) =
             exchange(&server, lines[i % 3].as_bytes(), After::KeepOpen, DEADLINE);
-        let statuses: Vec<u16> = parse_responses(&received, false)
-            .unwrap()
-            .iter()
-            .map(|r| r.status)
-            .collect();
+        let statuses = common::statuses(&received, false).unwrap();
         assert_eq!(
             (statuses, ending),
             (vec![505], Ending::Closed),

@@ -20,7 +20,7 @@ mod framing;
 mod generated;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{DEADLINE, Ending, Server, Usage, parse_responses, read_until_close};
+use crate::common::{self, DEADLINE, Ending, Server, Usage, read_until_close};
 use crate::{current, peak_memory_kib, reset_peak_memory, settle};
 
 /// The bounds on peak resident memory above idle.
@@ -71,7 +71,7 @@ fn attack<'a>(
         }
     }
     let (received, ending) = read_until_close(&mut stream, STALL);
-    let statuses = parse_responses(&received, false).map(|r| r.iter().map(|r| r.status).collect());
+    let statuses = common::statuses(&received, false);
     Outcome {
         sent,
         send_error,
