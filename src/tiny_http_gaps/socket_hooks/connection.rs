@@ -75,11 +75,17 @@ impl Connection {
     pub(super) fn recv(&self, fd: RawFd, buf: *mut c_void, len: size_t) -> ssize_t {
         let deadline = {
             let mut reading = self.reading();
-            while reading.framing.requests_ahead() >= MAX_AHEAD && !reading.shut {
-                reading = self
+            // At most a read timeout: a request answered without hellod being told (tiny_http's
+            // own 500 when no thread could be had for a body) must not stop the connection.
+            let mut waited = false;
+            while reading.framing.requests_ahead() >= MAX_AHEAD && !reading.shut && !waited {
+                let timeout = settings().guard.head_timeout;
+                let (guard, wait) = self
                     .room
-                    .wait(reading)
+                    .wait_timeout(reading, timeout)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
+                reading = guard;
+                waited = wait.timed_out();
             }
             if reading.framing.is_stopped() {
                 return 0;
