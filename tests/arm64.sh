@@ -42,15 +42,7 @@ check "qemu-aarch64 $binary --version -> $version"
 # Port 0: the kernel picks a free port, and the readiness line says which.
 qemu-aarch64 "$binary" --listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 pid=$!
-deadline=$((SECONDS + 30))
-until grep -qs ' listening on ' "$work/out"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$work/err"; fail "hellod exited under qemu"; }
-    [ $SECONDS -lt $deadline ] || fail "no readiness line in 30 s"
-    sleep 0.05
-done
-ready=$(head -1 "$work/out")
-echo "arm64: hellod under qemu says: $ready"
-address=$(sed -E 's|.* listening on http://([^ ]+) .*|\1|' <<<"$ready")
+address=$(address_of "$pid" "$work/out" "$work/err") || exit 1
 
 # One GET with bash alone: no client to install, and nothing but hellod answering.
 exec 3<>"/dev/tcp/${address%:*}/${address##*:}"

@@ -4,6 +4,20 @@ fail() { echo "$stage: FAIL: $*" >&2; exit 1; }
 check() { echo "$stage: ok: $*"; }
 now_ms() { date +%s%3N; }
 
+# Waits, 30 s at most, for the readiness line of the hellod with PID $1 writing its stdout to $2
+# and its stderr to $3; prints the address it listens on. Call as `address=$(address_of ...)
+# || exit 1`: a failure ends only the command substitution.
+address_of() {
+    local pid=$1 out=$2 err=$3 deadline=$((SECONDS + 30))
+    until grep -qs ' listening on ' "$out"; do
+        kill -0 "$pid" 2>/dev/null || fail "hellod exited before it was ready: $(cat "$err")"
+        [ $SECONDS -lt $deadline ] || fail "no readiness line in 30 s"
+        sleep 0.05
+    done
+    echo "$stage: hellod says: $(head -1 "$out")" >&2
+    sed -nE '1s|.* listening on http://([^ ]+) .*|\1|p' "$out"
+}
+
 # A scratch directory ($work) and the one server process a script runs at a time ($pid): on any
 # exit the process is killed and the directory removed.
 with_work_dir() {

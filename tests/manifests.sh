@@ -94,13 +94,7 @@ for doc in yaml.safe_load_all(open(sys.argv[1])):
 HELLOD_HEADERS=$headers "$binary" --listen 127.0.0.1:0 >"$work/hellod.out" 2>"$work/hellod.err" &
 hellod_pid=$!
 trap 'kill "$hellod_pid" 2>/dev/null; rm -rf "$work"' EXIT
-deadline=$((SECONDS + 10))
-until grep -qs ' listening on ' "$work/hellod.out"; do
-    kill -0 "$hellod_pid" 2>/dev/null || fail "hellod refused the Deployment's HELLOD_HEADERS: $(cat "$work/hellod.err")"
-    [ $SECONDS -lt $deadline ] || fail "hellod: no readiness line in 10 s"
-    sleep 0.05
-done
-address=$(sed -E 's|.* listening on http://([^ ]+) .*|\1|' "$work/hellod.out")
+address=$(address_of "$hellod_pid" "$work/hellod.out" "$work/hellod.err") || exit 1
 exec 3<>"/dev/tcp/${address%:*}/${address##*:}"
 printf 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' >&3
 served_by=$(timeout 10 cat <&3 | tr -d '\r' | sed -n 's/^X-Served-By: //p')

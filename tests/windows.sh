@@ -54,15 +54,7 @@ check "wine hellod.exe --version -> $version ($(($(now_ms) - started)) ms, with 
 
 "$wine" "$work/hellod.exe" --listen 127.0.0.1:0 --grace 30 >"$work/out" 2>"$work/err" &
 pid=$!
-deadline=$((SECONDS + 30))
-until grep -qs ' listening on ' "$work/out"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$work/err"; fail "hellod.exe exited under Wine"; }
-    [ $SECONDS -lt $deadline ] || fail "no readiness line in 30 s"
-    sleep 0.05
-done
-ready=$(head -1 "$work/out")
-echo "windows: hellod.exe under Wine says: $ready"
-address=$(sed -E 's|.* listening on http://([^ ]+) .*|\1|' <<<"$ready")
+address=$(address_of "$pid" "$work/out" "$work/err") || exit 1
 host=${address%:*} port=${address##*:}
 
 # One GET with bash alone: no client to install, and nothing but hellod answering.
