@@ -57,16 +57,7 @@ pid=$!
 address=$(address_of "$pid" "$work/out" "$work/err") || exit 1
 host=${address%:*} port=${address##*:}
 
-# One GET with bash alone: no client to install, and nothing but hellod answering.
-exec 3<>"/dev/tcp/$host/$port"
-printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$address" >&3
-answer=$(timeout 10 cat <&3)
-exec 3<&-
-status_line=$(head -1 <<<"$answer" | tr -d '\r')
-body=$(tail -1 <<<"$answer")
-[ "$status_line" = "HTTP/1.1 200 OK" ] || fail "GET http://$address/ answered: $status_line"
-[ "$body" = "Hello, World!" ] || fail "GET http://$address/ body: $body"
-check "GET http://$address/ -> $status_line, $body"
+check_greeting "$address"
 
 health=$(hellod healthcheck --url "http://$address/") || fail "healthcheck failed: $health"
 check "hellod.exe healthcheck --url http://$address/ -> $health"
