@@ -1,0 +1,123 @@
+//! Flag and variable values, each parsed and checked, with an error naming the flag or variable.
+
+use std::ffi::{OsStr, OsString};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::{Listen, MAX_SECONDS, UsageError};
+
+pub(super) fn invalid(name: &str, value: &OsStr, expected: &str) -> UsageError {
+    UsageError(format!(
+        "invalid value '{}' for {name}: {expected}",
+        value.to_string_lossy()
+    ))
+}
+
+pub(super) fn utf8(name: &str, value: OsString) -> Result<String, UsageError> {
+    value
+        .into_string()
+        .map_err(|value| invalid(name, &value, "not valid UTF-8"))
+}
+
+pub(super) fn text<'a>(
+    name: &str,
+    value: &'a OsStr,
+    expected: &str,
+) -> Result<&'a str, UsageError> {
+    value
+        .to_str()
+        .map(str::trim)
+        .ok_or_else(|| invalid(name, value, expected))
+}
+
+pub(super) fn parse_listen(name: &str, value: &OsStr) -> Result<Listen, UsageError> {
+    const EXPECTED: &str = "expected IP:PORT, [IPv6]:PORT, localhost:PORT or :PORT";
+    let address = text(name, value, EXPECTED)?;
+    let bad = || invalid(name, value, EXPECTED);
+    if let Some(port) = address.strip_prefix(':') {
+        return port.parse().map(Listen::AnyAddress).map_err(|_| bad());
+    }
+    // Names other than localhost would need a resolver, which would cost the binary ~30 KiB.
+    if let Some(port) = address.strip_prefix("localhost:") {
+        let port = port.parse().map_err(|_| bad())?;
+        return Ok(Listen::Exact(SocketAddr::new(
+            Ipv4Addr::LOCALHOST.into(),
+            port,
+        )));
+    }
+    address.parse().map(Listen::Exact).map_err(|_| bad())
+}
+
+pub(super) fn parse_port(name: &str, value: &OsStr) -> Result<u16, UsageError> {
+    const EXPECTED: &str = "expected a port number from 0 to 65535";
+    text(name, value, EXPECTED)?
+        .parse()
+        .map_err(|_| invalid(name, value, EXPECTED))
+}
+
+pub(super) fn parse_count(
+    name: &str,
+    value: &OsStr,
+    (min, max): (usize, usize),
+) -> Result<usize, UsageError> {
+    let expected = format!("expected a whole number from {min} to {max}");
+    match text(name, value, &expected)?.parse() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(name, value, &expected)),
+    }
+}
+
+pub(super) fn parse_status(name: &str, value: &OsStr) -> Result<u16, UsageError> {
+    const EXPECTED: &str = "expected a status from 200 to 599";
+    match text(name, value, EXPECTED)?.parse() {
+        // tiny_http sends Content-Length with every status, which RFC 9110 forbids for 204.
+        Ok(204) => Err(invalid(
+            name,
+            value,
+            "204 cannot be sent without a Content-Length here; use 200 with --text ''",
+        )),
+        Ok(code) if (200..=599).contains(&code) => Ok(code),
+        _ => Err(invalid(name, value, EXPECTED)),
+    }
+}
+
+pub(super) fn parse_bool(name: &str, value: &OsStr) -> Result<bool, UsageError> {
+    const EXPECTED: &str = "expected 1, true, yes, on, 0, false, no or off";
+    match text(name, value, EXPECTED)?.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(invalid(name, value, EXPECTED)),
+    }
+}
+
+/// Whole or decimal seconds, to the millisecond, from `min_ms` to a day. Parsed by hand: std's
+/// float parsing and printing would add ~25 KiB to the binary.
+pub(super) fn parse_seconds(
+    name: &str,
+    value: &OsStr,
+    min_ms: u64,
+) -> Result<Duration, UsageError> {
+    let millis_text = format!("{:03}", min_ms % 1000);
+    let min = match millis_text.trim_end_matches('0') {
+        "" => format!("{}", min_ms / 1000),
+        millis => format!("{}.{millis}", min_ms / 1000),
+    };
+    let expected = format!("expected seconds from {min} to {MAX_SECONDS}, such as 10 or 0.5");
+    let bad = || invalid(name, value, &expected);
+    let seconds = text(name, value, &expected)?;
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 3 {
+        return Err(bad());
+    }
+    let whole: u64 = whole.parse().map_err(|_| bad())?;
+    let fraction_ms = format!("{fraction:0<3}")
+        .parse::<u64>()
+        .map_err(|_| bad())?;
+    let millis = whole
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(fraction_ms))
+        .filter(|ms| (min_ms..=MAX_SECONDS * 1000).contains(ms))
+        .ok_or_else(bad)?;
+    Ok(Duration::from_millis(millis))
+}
