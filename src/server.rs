@@ -20,7 +20,8 @@ use crate::tiny_http_gaps::framing::Limits;
 use crate::tiny_http_gaps::{self, AcceptLoop, Guard, Refusal};
 use crate::{listener, process};
 
-/// How often the supervisor checks that the accept loop still runs, and unsticks a connection.
+/// How often the supervisor checks that the accept loop still runs, and that no worker is stuck
+/// on a client that does not read.
 const ACCEPT_CHECK: Duration = Duration::from_millis(250);
 /// Longest pause between restarts of an accept loop that keeps failing (out of descriptors).
 const MAX_RESTART_PAUSE: Duration = Duration::from_millis(500);

@@ -40,7 +40,7 @@ pub(super) fn wait_until_taken_up() {
 /// One descriptor kept free for tiny_http, which duplicates each socket it accepts
 /// (`try_clone`) and panics when it cannot, ending its accept loop: the reserve is closed just
 /// before an accepted socket is handed over, and taken again before the next accept.
-pub(super) static RESERVE: AtomicI32 = AtomicI32::new(-1);
+static RESERVE: AtomicI32 = AtomicI32::new(-1);
 
 pub(super) fn hold_reserve() -> bool {
     if RESERVE.load(Relaxed) >= 0 {
@@ -142,9 +142,9 @@ pub(super) fn refuse(fd: RawFd) {
 /// Set while an accept waits for a descriptor to be closed.
 pub(super) static WAITING_FOR_CLOSE: AtomicBool = AtomicBool::new(false);
 pub(super) static CLOSED: Condvar = Condvar::new();
-pub(super) static CLOSED_LOCK: Mutex<()> = Mutex::new(());
+static CLOSED_LOCK: Mutex<()> = Mutex::new(());
 /// Also retried this often: descriptors closed without `close` (by the kernel) wake nobody.
-pub(super) const CLOSE_WAIT: Duration = Duration::from_millis(100);
+const CLOSE_WAIT: Duration = Duration::from_millis(100);
 
 pub(super) fn wait_for_a_close() {
     let guard = CLOSED_LOCK

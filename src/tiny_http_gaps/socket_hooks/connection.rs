@@ -16,7 +16,7 @@ use crate::tiny_http_gaps::framing::{Framing, Scan, is_token_byte};
 
 /// What tiny_http holds of request heads, all connections together: unfinished heads (in a
 /// line buffer and the header strings parsed from it) and requests read but not yet answered.
-pub(super) static HEAD_BYTES: AtomicUsize = AtomicUsize::new(0);
+static HEAD_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Requests a connection may have read and not answered before hellod stops reading from it:
 /// twice the depth of common pipelining benchmarks (16).
@@ -46,7 +46,7 @@ pub(super) struct Reading {
 
 impl Reading {
     /// Brings this connection's share of [`HEAD_BYTES`] up to date; returns the new total.
-    pub(super) fn count_head_bytes(&mut self) -> usize {
+    fn count_head_bytes(&mut self) -> usize {
         let now = self.framing.held_bytes();
         let total = if now >= self.head_bytes {
             HEAD_BYTES.fetch_add(now - self.head_bytes, Relaxed) + (now - self.head_bytes)
@@ -153,7 +153,7 @@ impl Connection {
         self.room.notify_one();
     }
 
-    pub(super) fn stop(&self, status: u16) {
+    fn stop(&self, status: u16) {
         let mut reading = self.reading();
         if !reading.framing.is_stopped() {
             reading.framing.stop();
@@ -203,7 +203,7 @@ pub(super) fn borrowed(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
-pub(super) fn reason(status: u16) -> &'static str {
+fn reason(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         408 => "Request Timeout",

@@ -9,11 +9,11 @@
 //!   waits until the connection accepted before it has been taken up by a thread of tiny_http's
 //!   pool (whose `TaskPool::spawn` otherwise loses wake-ups in bursts and leaves a connection
 //!   queued, unread, behind a long keep-alive one).
-//! - `recv` runs what tiny_http reads through [`Framing`] and gives a request head a deadline from
+//! - `recv` runs what tiny_http reads through `Framing` and gives a request head a deadline from
 //!   its first byte; a head it must not see ends the stream there. It also reads no further while
-//!   a connection has [`MAX_AHEAD`] requests unanswered: tiny_http reads pipelined requests as fast
+//!   a connection has 32 requests unanswered: tiny_http reads pipelined requests as fast
 //!   as they come into a queue without bound, so a client that sends and never reads would grow
-//!   it by tens of megabytes a second ([`answered`] is the workers' side).
+//!   it by tens of megabytes a second (`answered` is the workers' side).
 //! - `shutdown` of a connection's writing half, which tiny_http calls once it has answered all
 //!   it read, first sends hellod's own answer to the head that was stopped.
 //! - `close` forgets the connection.
@@ -105,7 +105,7 @@ pub(super) fn settings() -> &'static Settings {
     SETTINGS.get().expect("installed before it is on")
 }
 
-pub(super) fn errno() -> c_int {
+fn errno() -> c_int {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 

@@ -16,15 +16,14 @@ pub(super) static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Both descriptors of every open connection, in shards so that reads on different
 /// connections rarely wait for each other.
-pub(super) type Shard = Mutex<HashMap<RawFd, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
-pub(super) const SHARDS: usize = 32;
-pub(super) static REGISTRY: [Shard; SHARDS] =
+type Shard = Mutex<HashMap<RawFd, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
+const SHARDS: usize = 32;
+static REGISTRY: [Shard; SHARDS] =
     [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
 /// Every open connection by its client's address, for the workers to say which was answered.
-pub(super) type PeerShard =
-    Mutex<HashMap<SocketAddr, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
-pub(super) static PEERS: [PeerShard; SHARDS] =
+type PeerShard = Mutex<HashMap<SocketAddr, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
+static PEERS: [PeerShard; SHARDS] =
     [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
 pub(super) fn peers(
@@ -103,7 +102,7 @@ impl Pending {
     }
 }
 
-pub(super) static PENDING: Mutex<Pending> = Mutex::new(Pending {
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
     connections: Vec::new(),
     awaited: None,
 });
