@@ -17,10 +17,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Ok(Command::Help) => {
-            let default_connections = hellod::process::connections_allowed();
+            let default_serving = hellod::process::serving_allowed();
+            let default_connections = hellod::process::connections_allowed(default_serving);
             print!(
                 "{}",
-                config::help_text(default_workers, default_connections)
+                config::help_text(default_workers, default_serving, default_connections)
             );
             ExitCode::SUCCESS
         }

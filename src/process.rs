@@ -1,7 +1,7 @@
 //! Process-wide settings and readings.
 
 /// Raises the soft open-files limit to the hard one, as Go does at start: every connection costs
-/// tiny_http two descriptors.
+/// a descriptor, a served one three.
 #[cfg(unix)]
 pub fn raise_open_files_limit() {
     let mut limit = libc::rlimit {
@@ -30,36 +30,62 @@ pub fn resident_kib() -> Option<u64> {
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// What one connection costs in memory as a cgroup counts it: tiny_http's thread (its kernel
-/// stack and task, page tables, the pages of its stack and heap it touches), two descriptors
-/// and socket buffers. tests/docker.sh measures it (Linux 6.18, cgroup v1, x86_64): 37 KiB for
-/// a connection stalled in its head, about 24 KiB of it kernel memory, 41 KiB for a busy
-/// keep-alive one; 48 KiB keeps some 15 % in hand.
-pub const CONNECTION_MEMORY: u64 = 48 * 1024;
-/// Memory kept for the process at rest and its spare threads.
-const BASE_MEMORY: u64 = 8 * 1024 * 1024;
-/// The share of a memory limit that the request heads tiny_http holds may take, together; what
-/// it holds of a head costs up to twice its size (a line buffer grown by doubling, then the
-/// header strings parsed from it; tests/docker.sh measures 69 KiB for 60,000 bytes of a line).
-const HEAD_SHARE: u64 = 16;
+/// What a connection waiting in hellod's waiting room costs as a cgroup counts it: its socket
+/// (about 1.5 KiB of kernel memory while idle), its epoll entry and hellod's record of it, with
+/// some in hand for the socket buffers of a request arriving.
+pub const WAITING_MEMORY: u64 = 4 * 1024;
+/// What a connection in tiny_http's hands costs besides: its pool thread (kernel stack and task,
+/// page tables, the pages of its stack and heap it touches) and two more descriptors.
+/// tests/docker.sh measured 37 KiB for a connection stalled in its head and 41 KiB for a busy
+/// keep-alive one (Linux 6.18, cgroup v1, x86_64); 48 KiB keeps some 15 % in hand.
+pub const SERVED_MEMORY: u64 = 48 * 1024;
+/// The share of a memory limit that served connections' threads may take.
+pub const SERVING_SHARE: u64 = 8;
+/// Connections served at once where no limit says fewer: enough for every connection of a busy
+/// benchmark to keep its thread; more wait their turn.
+pub const DEFAULT_MAX_SERVING: usize = 1024;
+/// Memory kept for the process at rest, its workers and spare threads.
+pub const BASE_MEMORY: u64 = 4 * 1024 * 1024;
+/// The share of a memory limit that the request heads hellod and tiny_http hold may take,
+/// together; what tiny_http holds of a head costs up to twice its size (a line buffer grown by
+/// doubling, then the header strings parsed from it; tests/docker.sh measures 69 KiB for 60,000
+/// bytes of a line).
+pub const HEAD_SHARE: u64 = 16;
 const HEAD_COST: u64 = 2;
 /// Without a memory limit.
-const DEFAULT_HEAD_BUDGET: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_HEAD_BUDGET: u64 = 64 * 1024 * 1024;
 /// Descriptors and threads kept for everything but connections.
 const BASE_DESCRIPTORS: u64 = 32;
 const BASE_TASKS: u64 = 32;
 
-/// As many connections as the process's limits allow: memory (its cgroup's, less what heads may
-/// take), open files (two descriptors each) and tasks (a thread each), whichever allows the
-/// fewest.
-pub fn connections_allowed() -> usize {
-    let by_memory = memory_limit().map(|bytes| {
-        bytes.saturating_sub(BASE_MEMORY + HEAD_COST * (bytes / HEAD_SHARE)) / CONNECTION_MEMORY
-    });
-    let by_descriptors = open_files_limit().map(|files| files.saturating_sub(BASE_DESCRIPTORS) / 2);
+/// As many connections in tiny_http's hands at once as the process's limits allow: an eighth of
+/// the memory limit (cgroup) at a thread each, the tasks limit, three descriptors each, and at
+/// most [`DEFAULT_MAX_SERVING`].
+pub fn serving_allowed() -> usize {
+    let by_memory = memory_limit().map(|bytes| bytes / SERVING_SHARE / SERVED_MEMORY);
     let by_tasks =
         cgroup_limit("pids.max", "pids", "pids.max").map(|tasks| tasks.saturating_sub(BASE_TASKS));
-    [by_memory, by_descriptors, by_tasks]
+    let by_descriptors = open_files_limit().map(|files| files.saturating_sub(BASE_DESCRIPTORS) / 3);
+    [by_memory, by_tasks, by_descriptors]
+        .into_iter()
+        .flatten()
+        .fold(DEFAULT_MAX_SERVING as u64, u64::min)
+        .max(1) as usize
+}
+
+/// As many connections open at once as the process's limits allow, `serving` of them served:
+/// memory (its cgroup's, less what heads and served connections may take) at
+/// [`WAITING_MEMORY`] each, and open files (one descriptor a waiting connection, three a served
+/// one), whichever allows the fewest.
+pub fn connections_allowed(serving: usize) -> usize {
+    let serving = serving as u64;
+    let by_memory = memory_limit().map(|bytes| {
+        let kept = BASE_MEMORY + HEAD_COST * (bytes / HEAD_SHARE) + serving * SERVED_MEMORY;
+        bytes.saturating_sub(kept) / WAITING_MEMORY
+    });
+    let by_descriptors =
+        open_files_limit().map(|files| files.saturating_sub(BASE_DESCRIPTORS + 2 * serving));
+    [by_memory, by_descriptors]
         .into_iter()
         .flatten()
         .min()

@@ -80,9 +80,16 @@ pub fn run(config: Config) -> Result<(), ServeError> {
 fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Result<(), ServeError> {
     let signals = StopSignals::install().map_err(context("cannot handle signals"))?;
     tiny_http_gaps::install_panic_hook();
+    let max_serving = config.max_serving.unwrap_or_else(process::serving_allowed);
     let max_connections = config
         .max_connections
-        .unwrap_or_else(process::connections_allowed);
+        .unwrap_or_else(|| process::connections_allowed(max_serving));
+    let server = config
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("Server"))
+        .map_or("hellod", |(_, value)| value.as_str())
+        .to_owned();
     let guard = Guard {
         limits: Limits {
             max_head: config.max_header_bytes,
@@ -91,11 +98,13 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
         },
         head_timeout: config.read_timeout,
         max_connections,
+        max_serving,
+        server,
         head_budget: process::head_budget(config.max_header_bytes),
     };
     let log_refusals = config.access_log.then_some(log_refusal as fn(&Refusal));
-    let guarded =
-        tiny_http_gaps::install_guard(guard, log_refusals).map_err(context("cannot guard"))?;
+    let guarded = tiny_http_gaps::install_guard(guard, log_refusals, &listener)
+        .map_err(context("cannot guard"))?;
 
     let serving = Arc::new(Serving {
         greeting: Greeting::new(&config.text, config.status, &config.headers),
@@ -114,7 +123,7 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
         config.workers,
         if config.workers == 1 { "" } else { "s" },
         if guarded {
-            format!("up to {max_connections} connections")
+            format!("up to {max_connections} connections, {max_serving} served at once")
         } else {
             "no connection or request limits in this build".to_owned()
         },

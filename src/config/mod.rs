@@ -34,6 +34,7 @@ pub const MAX_HEADER_FIELDS: usize = 100;
 /// nginx's client_max_body_size: bodies are read and thrown away, so none needs to be large.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 const MAX_CONNECTIONS_RANGE: (usize, usize) = (1, 1_000_000);
+const MAX_SERVING_RANGE: (usize, usize) = (1, 100_000);
 const MAX_SECONDS: u64 = 86_400;
 
 /// Where to listen.
@@ -79,6 +80,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// None: derived from the memory, descriptor and task limits the process runs under.
     pub max_connections: Option<usize>,
+    /// None: derived from the memory, task and descriptor limits.
+    pub max_serving: Option<usize>,
     /// Response headers from `--header`/`HELLOD_HEADERS`, names as given, values trimmed.
     pub headers: Vec<(String, String)>,
 }
@@ -111,7 +114,11 @@ impl From<lexopt::Error> for UsageError {
     }
 }
 
-pub fn help_text(default_workers: usize, default_connections: usize) -> String {
+pub fn help_text(
+    default_workers: usize,
+    default_serving: usize,
+    default_connections: usize,
+) -> String {
     format!(
         "\
 hellod {version}: a tiny static HTTP server that answers every request with a fixed greeting.
@@ -140,11 +147,18 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         largest request head (request line and headers), {min_head} to
                                         {max_head}; larger ones get 431 [default: {DEFAULT_MAX_HEADER_BYTES}]
   --max-connections N   HELLOD_MAX_CONNECTIONS
-                                        connections open at once, 1 to {max_conns}; past it, a 503 and a
-                                        close [default: what the memory limit (cgroup) allows at 48 KiB
-                                        each, after 8 MiB and an 8th kept for request heads; the open-
-                                        files limit at 2 descriptors each; the tasks limit at a thread
-                                        each; whichever is least, here {default_connections}]
+                                        connections open at once, waiting or served, 1 to {max_conns};
+                                        past it, a 503 and a close [default: what the memory limit
+                                        (cgroup) allows at {waiting_kib} KiB a waiting connection, after
+                                        {base_mib} MiB, an 8th for request heads and what --max-serving
+                                        takes; the open-files limit at one descriptor each (three
+                                        served); whichever is least, here {default_connections}]
+  --max-serving N       HELLOD_MAX_SERVING
+                                        connections served at once, each on a thread of tiny_http's,
+                                        1 to {max_serving}; the others wait in one event loop at the cost of
+                                        a socket until a whole request head is there [default: an 8th of
+                                        the memory limit at {served_kib} KiB each, the tasks limit, at most
+                                        {default_max_serving}; here {default_serving}]
   --header 'NAME: VALUE' HELLOD_HEADERS (one header a line)
                                         a response header, repeatable; Content-Type and Server replace
                                         hellod's; Date, Content-Length, Transfer-Encoding and hop-by-hop
@@ -166,6 +180,11 @@ Exit codes: 0 stopped by SIGTERM/SIGINT (Ctrl-C), 1 runtime failure (e.g. addres
         min_head = MAX_HEADER_BYTES_RANGE.0,
         max_head = MAX_HEADER_BYTES_RANGE.1,
         max_conns = MAX_CONNECTIONS_RANGE.1,
+        max_serving = MAX_SERVING_RANGE.1,
+        waiting_kib = crate::process::WAITING_MEMORY / 1024,
+        served_kib = crate::process::SERVED_MEMORY / 1024,
+        base_mib = crate::process::BASE_MEMORY / (1024 * 1024),
+        default_max_serving = crate::process::DEFAULT_MAX_SERVING,
     )
 }
 
@@ -193,6 +212,7 @@ where
             Long("read-timeout") => flags.read_timeout = Some(parser.value()?),
             Long("max-header-size") => flags.max_header_bytes = Some(parser.value()?),
             Long("max-connections") => flags.max_connections = Some(parser.value()?),
+            Long("max-serving") => flags.max_serving = Some(parser.value()?),
             Long("header") => flags.headers.push(parser.value()?),
             Long("url") if healthcheck => url = Some(utf8("--url", parser.value()?)?),
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -224,6 +244,7 @@ struct Flags {
     read_timeout: Option<OsString>,
     max_header_bytes: Option<OsString>,
     max_connections: Option<OsString>,
+    max_serving: Option<OsString>,
 }
 
 impl Flags {
@@ -284,6 +305,9 @@ impl Flags {
         )
         .map(|(name, value)| parse_count(name, &value, MAX_CONNECTIONS_RANGE))
         .transpose()?;
+        let max_serving = setting(self.max_serving, "--max-serving", "HELLOD_MAX_SERVING")
+            .map(|(name, value)| parse_count(name, &value, MAX_SERVING_RANGE))
+            .transpose()?;
         // Like every flag, --header wins over its variable: any --header, and HELLOD_HEADERS is
         // not read at all.
         let (headers_name, header_lines) = if self.headers.is_empty() {
@@ -309,6 +333,7 @@ impl Flags {
             read_timeout,
             max_header_bytes,
             max_connections,
+            max_serving,
             headers,
         })
     }

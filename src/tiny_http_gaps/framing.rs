@@ -191,6 +191,12 @@ impl Framing {
         )
     }
 
+    /// True at a request boundary: every byte so far belongs to a whole request, and the next
+    /// starts a request line (false once the stream is stopped or no longer framed).
+    pub fn between_requests(&self) -> bool {
+        self.state == State::Idle
+    }
+
     /// What tiny_http holds of this connection's heads, in bytes: the one under way, and each
     /// request it has read and not yet seen answered (its head and its `Request`).
     pub fn held_bytes(&self) -> usize {

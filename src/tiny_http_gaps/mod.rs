@@ -15,7 +15,7 @@ use tiny_http::Request;
 mod accept_loop;
 pub mod framing;
 mod panics;
-#[cfg(all(target_os = "linux", target_env = "musl"))]
+#[cfg(target_os = "linux")]
 mod socket_hooks;
 
 pub use accept_loop::AcceptLoop;
@@ -27,7 +27,12 @@ pub struct Guard {
     pub limits: framing::Limits,
     /// A request head must arrive whole within this time from its first byte.
     pub head_timeout: Duration,
+    /// Connections open at once, waiting or served.
     pub max_connections: usize,
+    /// Connections in tiny_http's hands at once, each on a thread of its pool.
+    pub max_serving: usize,
+    /// The `Server` header of hellod's own answers, as the greeting's.
+    pub server: String,
     /// Bytes of unfinished request heads that all connections together may hold; past it, the
     /// connection whose head grows gets a 503.
     pub head_budget: usize,
@@ -41,16 +46,25 @@ pub struct Refusal<'a> {
     pub body_len: usize,
 }
 
-/// Puts the guard in tiny_http's path, where the build allows it: the static musl build, whose
-/// linker binds tiny_http's socket calls to hellod's (see `socket_hooks`). Elsewhere nothing is
-/// guarded, and false says so.
-#[cfg(all(target_os = "linux", target_env = "musl"))]
-pub fn install_guard(guard: Guard, access_log: Option<fn(&Refusal)>) -> io::Result<bool> {
-    socket_hooks::install(guard, access_log).map(|()| true)
+/// Puts the guard in tiny_http's path, and the waiting room in front of it on `listener`, where
+/// the build allows it: on Linux, whose static linker binds tiny_http's socket calls to hellod's
+/// (see `socket_hooks`). Elsewhere nothing is guarded, and false says so.
+#[cfg(target_os = "linux")]
+pub fn install_guard(
+    guard: Guard,
+    access_log: Option<fn(&Refusal)>,
+    listener: &std::net::TcpListener,
+) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    socket_hooks::install(guard, access_log, listener.as_raw_fd()).map(|()| true)
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "musl")))]
-pub fn install_guard(_guard: Guard, _access_log: Option<fn(&Refusal)>) -> io::Result<bool> {
+#[cfg(not(target_os = "linux"))]
+pub fn install_guard(
+    _guard: Guard,
+    _access_log: Option<fn(&Refusal)>,
+    _listener: &std::net::TcpListener,
+) -> io::Result<bool> {
     Ok(false)
 }
 
@@ -59,37 +73,35 @@ pub fn install_guard(_guard: Guard, _access_log: Option<fn(&Refusal)>) -> io::Re
 /// cleanly, hellod shuts the reading side of every open connection: tiny_http's connection
 /// threads see the end of the stream and read no more requests, the requests already read are
 /// answered, and then tiny_http closes the sockets. Returns the connections still open.
-#[cfg(all(target_os = "linux", target_env = "musl"))]
+#[cfg(target_os = "linux")]
 pub fn shut_connection_reads() -> usize {
     socket_hooks::shut_connections(std::net::Shutdown::Read, |_| true);
     socket_hooks::open_connections()
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "musl")))]
+#[cfg(not(target_os = "linux"))]
 pub fn shut_connection_reads() -> usize {
     0
 }
 
 /// A request from `client` has been answered: the socket hooks let its connection read on.
-#[cfg(all(target_os = "linux", target_env = "musl"))]
+#[cfg(target_os = "linux")]
 pub fn answered(client: Option<SocketAddr>) {
     if let Some(client) = client {
         socket_hooks::answered(client);
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "musl")))]
+#[cfg(not(target_os = "linux"))]
 pub fn answered(_client: Option<SocketAddr>) {}
 
 /// Shuts both ways the open connections from any of `clients`.
-#[cfg(all(target_os = "linux", target_env = "musl"))]
+#[cfg(target_os = "linux")]
 pub fn shut_connections_to(clients: &[SocketAddr]) {
-    socket_hooks::shut_connections(std::net::Shutdown::Both, |peer| {
-        peer.is_some_and(|peer| clients.contains(&peer))
-    });
+    socket_hooks::shut_connections(std::net::Shutdown::Both, |peer| clients.contains(&peer));
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "musl")))]
+#[cfg(not(target_os = "linux"))]
 pub fn shut_connections_to(_clients: &[SocketAddr]) {}
 
 /// tiny_http sets no socket options and has no timeouts at all (upstream #56): a silent client

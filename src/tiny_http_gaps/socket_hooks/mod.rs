@@ -1,45 +1,54 @@
 //! tiny_http's sockets, seen as they are used: `accept4`, `recv`, `shutdown` and `close`, defined
-//! here under their libc names. In the static musl build the linker binds every caller to these,
-//! tiny_http's threads included, so each connection it accepts and each byte it reads passes
-//! through hellod first, at the moment it happens, with nothing walked on a timer.
+//! here under their libc names. On Linux the static linker binds every caller in the executable
+//! to these, tiny_http's threads and std included, so each connection tiny_http takes, each byte
+//! it reads and each socket it ends passes through hellod first, at the moment it happens.
 //!
-//! - `accept4` admits at most the connection limit (past it: a 503 and a close), waits for an
-//!   open descriptor instead of failing (tiny_http's accept loop ends for good on its first
-//!   error, upstream #283), keeps one in reserve for tiny_http's duplicate of each socket, and
-//!   waits until the connection accepted before it has been taken up by a thread of tiny_http's
-//!   pool (whose `TaskPool::spawn` otherwise loses wake-ups in bursts and leaves a connection
-//!   queued, unread, behind a long keep-alive one).
-//! - `recv` runs what tiny_http reads through `Framing` and gives a request head a deadline from
-//!   its first byte; a head it must not see ends the stream there. It also reads no further while
-//!   a connection has 32 requests unanswered: tiny_http reads pipelined requests as fast
-//!   as they come into a queue without bound, so a client that sends and never reads would grow
-//!   it by tens of megabytes a second (`answered` is the workers' side).
-//! - `shutdown` of a connection's writing half, which tiny_http calls once it has answered all
-//!   it read, first sends hellod's own answer to the head that was stopped.
-//! - `close` forgets the connection.
+//! tiny_http gives every open connection a thread of its own for as long as it is open (upstream
+//! #221), idle keep-alive ones included. So connections wait in hellod's waiting room (one epoll
+//! thread for all of them) and are handed to tiny_http only when a whole request head is there;
+//! tiny_http reads, parses and answers them as ever, and gives them back once they fall quiet.
+//! A connection walks the stages of [`connection::Stage`]:
 //!
-//! tiny_http reads through a duplicate of the accepted descriptor (`try_clone`); it is matched to
-//! its connection by inode at its first read. Until [`install`] is called, every hook only passes
-//! the call on, so other programs linking this library are unaffected.
+//! - the waiting room accepts (`waiting_room`): the connection limit (past it, a 503 and a
+//!   close), then `Waiting` until a whole head has been read, through the same [`Framing`]
+//!   tiny_http's reads go through, within the head deadline and the keep-alive timeout;
+//! - `accept4`, called by tiny_http's accept thread, takes the next `Ready` connection from the
+//!   hand-off (`handoff`) while fewer than the serving limit are in tiny_http's hands, and hands
+//!   it over as if just accepted: tiny_http duplicates it and a pool thread serves it (`Served`);
+//! - `recv` gives that thread the bytes the room read first, then reads on through [`Framing`],
+//!   which ends the stream before a head tiny_http must not see, with a deadline for each head,
+//!   and at most 32 requests ahead of their answers; at a request boundary the thread lingers
+//!   (`Lingering`) until the next request, or gives the connection back: the stream seems to end
+//!   where no request has begun, which tiny_http ends silently (`GivingBack`);
+//! - `shutdown`: tiny_http's teardown of a connection given back is swallowed; for a real end,
+//!   the writing half's shutdown (after every answer went out) first sends hellod's own answer to
+//!   a head that was stopped;
+//! - `close` of the connection's own descriptor at the end of a give-back returns it to the
+//!   room, still open (`Waiting`); any other close forgets it.
+//!
+//! Locks, wherever two are held: the hand-off's, then a connection's state, then a registry
+//! shard. Hook code never calls libc's `accept4`, `recv`, `shutdown` or `close` (they are these
+//! functions): it calls the kernel through `sys`. Until [`install`] is called, every hook only
+//! passes the call on, so other programs linking this library are unaffected.
+//!
+//! [`Framing`]: crate::tiny_http_gaps::framing::Framing
 
-mod accepting;
 mod connection;
+mod handoff;
 mod registry;
+mod sys;
+mod waiting_room;
 
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU8;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use libc::{c_int, c_void, size_t, sockaddr, socklen_t, ssize_t};
 
 use super::{Guard, Refusal};
-use accepting::{
-    CLOSED, WAITING_FOR_CLOSE, admit, hold_reserve, peer_of, refuse, release_reserve,
-    wait_for_a_close, wait_until_taken_up,
-};
-use registry::{OPEN, PENDING_COUNT, connection_read_on, peers, pending, registered, shard};
+use connection::Stage;
 pub use registry::{answered, open_connections, shut_connections};
 
 pub(super) struct Settings {
@@ -57,14 +66,18 @@ static MODE: AtomicU8 = AtomicU8::new(OFF);
 /// One bit per hook seen while probing.
 static PROBED: AtomicU8 = AtomicU8::new(0);
 
-/// Sets the hooks to work with `settings`, after proving that tiny_http's calls reach them: a
-/// toolchain that bound them elsewhere would leave every limit silently off.
-pub fn install(guard: Guard, access_log: Option<fn(&Refusal)>) -> io::Result<()> {
+/// Sets the hooks to work with `settings`, after proving that tiny_http's calls reach them (a
+/// toolchain that bound them elsewhere would leave every limit silently off), and opens the
+/// waiting room on `listener`.
+pub fn install(guard: Guard, access_log: Option<fn(&Refusal)>, listener: RawFd) -> io::Result<()> {
     let _ = SETTINGS.set(Settings { guard, access_log });
     MODE.store(PROBING, SeqCst);
     let probed = probe();
-    MODE.store(if probed.is_ok() { ON } else { OFF }, SeqCst);
-    probed
+    MODE.store(OFF, SeqCst);
+    probed?;
+    waiting_room::open(listener)?;
+    MODE.store(ON, SeqCst);
+    Ok(())
 }
 
 /// One read, shutdown, accept and close through std, as tiny_http makes them, on a socket pair:
@@ -90,6 +103,7 @@ fn probe() -> io::Result<()> {
     }
 }
 
+/// Whether the hooks act; while probing, notes that the hook of `probe_bit` was reached.
 fn active(probe_bit: u8) -> bool {
     match MODE.load(Relaxed) {
         ON => true,
@@ -105,17 +119,10 @@ pub(super) fn settings() -> &'static Settings {
     SETTINGS.get().expect("installed before it is on")
 }
 
-fn errno() -> c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
+// The hooks.
 
-fn set_errno(code: c_int) {
-    // SAFETY: the calling thread's errno.
-    unsafe { *libc::__errno_location() = code };
-}
-
-// The hooks. Each passes the call on to the kernel as musl would, and does its work around it.
-
+/// tiny_http's accept thread takes its connections from the hand-off, never from the kernel.
+///
 /// # Safety
 ///
 /// As `accept4(2)`.
@@ -126,35 +133,25 @@ pub unsafe extern "C" fn accept4(
     len: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    loop {
-        if MODE.load(Relaxed) == ON {
-            wait_until_taken_up();
-            if !hold_reserve() {
-                wait_for_a_close();
-                continue;
-            }
-        }
+    if !active(0b0001) {
         // SAFETY: the caller's arguments, as given.
-        let accepted = unsafe { libc::syscall(libc::SYS_accept4, fd, addr, len, flags) } as c_int;
-        if !active(0b0001) {
-            return accepted;
-        }
-        if accepted >= 0 {
-            // SAFETY: the kernel filled the caller's address buffer, if there was one.
-            if admit(accepted, unsafe { peer_of(addr, len) }) {
-                release_reserve();
-                return accepted;
-            }
-            refuse(accepted);
-            continue;
-        }
-        match errno() {
-            // The listener's read timeout (inherited by accepted sockets) ends an idle wait.
-            libc::EAGAIN | libc::EINTR | libc::ECONNABORTED => {}
-            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => wait_for_a_close(),
-            _ => return accepted,
+        return unsafe { sys::accept4(fd, addr, len, flags) };
+    }
+    while !handoff::hold_reserve() {
+        handoff::wait_for_a_close();
+    }
+    let connection = handoff::next_for_tiny_http();
+    handoff::release_reserve();
+    if !addr.is_null() && !len.is_null() {
+        let peer = socket2::SockAddr::from(connection.peer);
+        // SAFETY: the caller's buffer of `*len` bytes; at most that much is written.
+        unsafe {
+            let n = (peer.len() as usize).min(*len as usize);
+            std::ptr::copy_nonoverlapping(peer.as_ptr().cast::<u8>(), addr.cast::<u8>(), n);
+            *len = peer.len();
         }
     }
+    connection.fd
 }
 
 /// # Safety
@@ -164,21 +161,12 @@ pub unsafe extern "C" fn accept4(
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     if active(0b0010)
         && flags == 0
-        && let Some(connection) = connection_read_on(fd)
+        && let Some(connection) = registry::connection_read_on(fd)
     {
         return connection.recv(fd, buf, len);
     }
     // SAFETY: the caller's arguments, as given.
-    unsafe {
-        libc::recvfrom(
-            fd,
-            buf,
-            len,
-            flags,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-    }
+    unsafe { sys::recv(fd, buf, len, flags) }
 }
 
 /// # Safety
@@ -186,32 +174,29 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c
 /// As `shutdown(2)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
-    let connection = (active(0b0100) && how == libc::SHUT_WR)
-        .then(|| registered(fd))
-        .flatten()
-        .filter(|connection| connection.accepted == fd);
-    if let Some(connection) = &connection {
-        connection.answer_before_shutdown(fd);
+    let Some(entry) = active(0b0100).then(|| registry::lookup(fd)).flatten() else {
+        return sys::shutdown(fd, how);
+    };
+    let connection = &entry.connection;
+    let teardown = {
+        let state = connection.state();
+        match entry.handover {
+            Some(handover) => handover <= state.given_back,
+            None => state.stage == Stage::GivingBack,
+        }
+    };
+    if teardown {
+        return 0;
     }
-    // SAFETY: as given.
-    let result = unsafe { libc::syscall(libc::SYS_shutdown, fd, how) } as c_int;
-    if connection.is_some() {
-        discard_unread(fd);
+    let own_write_half = entry.handover.is_none() && how == libc::SHUT_WR;
+    if own_write_half {
+        connection.answer_before_shutdown(true);
+    }
+    let result = sys::shutdown(fd, how);
+    if own_write_half {
+        sys::discard_unread(fd);
     }
     result
-}
-
-/// Reads and drops what the client has sent and nobody will read, at most 64 KiB, without
-/// waiting.
-fn discard_unread(fd: RawFd) {
-    let mut sink = [0u8; 4096];
-    for _ in 0..16 {
-        // SAFETY: into a buffer owned here.
-        let n = unsafe { libc::recv(fd, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
-        if n <= 0 {
-            return;
-        }
-    }
 }
 
 /// # Safety
@@ -219,36 +204,32 @@ fn discard_unread(fd: RawFd) {
 /// As `close(2)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if active(0b1000) {
-        // Forgotten before the number can be reused.
-        if let Some(connection) = shard(fd).remove(&fd)
-            && connection.accepted == fd
-        {
-            if let Some(peer) = connection.peer {
-                peers(peer).remove(&peer);
-            }
-            // Never taken up: tiny_http's accept thread or pool failed before it read.
-            if PENDING_COUNT.load(Acquire) > 0 {
-                pending().remove(connection.inode);
-            }
-            OPEN.fetch_sub(1, Relaxed);
-        }
-        if WAITING_FOR_CLOSE.load(SeqCst) {
-            CLOSED.notify_all();
-        }
+    if !active(0b1000) {
+        return sys::close(fd);
     }
-    // SAFETY: as given.
-    unsafe { raw_close(fd) }
-}
-
-/// musl's `close`: an interrupted close has closed the descriptor all the same.
-pub(super) unsafe fn raw_close(fd: c_int) -> c_int {
-    // SAFETY: the caller's descriptor.
-    match unsafe { libc::syscall(libc::SYS_close, fd) } {
-        -1 if errno() == libc::EINTR => {
-            set_errno(0);
-            0
+    match registry::lookup(fd) {
+        Some(entry) if entry.handover.is_none() => {
+            let connection = entry.connection;
+            let mut state = connection.state();
+            if state.stage == Stage::GivingBack {
+                state.stage = Stage::Waiting;
+                drop(state);
+                waiting_room::welcome(connection);
+                return 0;
+            }
+            let in_hand = matches!(state.stage, Stage::Served | Stage::Lingering(_));
+            drop(state);
+            // Forgotten before the number can be reused.
+            registry::forget(&connection);
+            handoff::closed(&connection, in_hand);
         }
-        result => result as c_int,
+        Some(_) => registry::forget_duplicate(fd),
+        None => {}
     }
+    let result = sys::close(fd);
+    if handoff::WAITING_FOR_CLOSE.load(SeqCst) {
+        handoff::CLOSED.notify_all();
+    }
+    waiting_room::closed_a_descriptor();
+    result
 }

@@ -1,45 +1,54 @@
-//! Every open connection, by descriptor and by client address, and the ones accepted but not
-//! yet taken up by a thread of tiny_http's pool.
+//! Every open connection by descriptor (its own, and each duplicate tiny_http reads through) and
+//! by client address.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::connection::{Connection, borrowed};
+use super::connection::Connection;
+use super::sys;
 
 /// Connections accepted and not yet closed.
-pub(super) static OPEN: AtomicUsize = AtomicUsize::new(0);
+static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Both descriptors of every open connection, in shards so that reads on different
-/// connections rarely wait for each other.
-type Shard = Mutex<HashMap<RawFd, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
+/// What a descriptor is to its connection: the connection's own (`handover` None), or the
+/// duplicate tiny_http made at that hand-over.
+#[derive(Clone)]
+pub(super) struct Entry {
+    pub(super) connection: Arc<Connection>,
+    pub(super) handover: Option<u64>,
+}
+
+/// Keyed by descriptor or client address, hashed by [`KeyHasher`].
+pub(super) type Map<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 const SHARDS: usize = 32;
-static REGISTRY: [Shard; SHARDS] =
+
+/// In shards, so that reads on different connections rarely wait for each other. A descriptor
+/// leaves its shard before it is closed, under the shard's lock: whoever holds that lock can act
+/// on the descriptors in it knowing that their numbers name those connections still.
+static DESCRIPTORS: [Mutex<Map<RawFd, Entry>>; SHARDS] =
     [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
 /// Every open connection by its client's address, for the workers to say which was answered.
-type PeerShard = Mutex<HashMap<SocketAddr, Arc<Connection>, BuildHasherDefault<KeyHasher>>>;
-static PEERS: [PeerShard; SHARDS] =
+static PEERS: [Mutex<Map<SocketAddr, Arc<Connection>>>; SHARDS] =
     [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
-pub(super) fn peers(
-    peer: SocketAddr,
-) -> MutexGuard<'static, HashMap<SocketAddr, Arc<Connection>, BuildHasherDefault<KeyHasher>>> {
-    PEERS[peer.port() as usize % SHARDS]
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A worker has answered a request of the connection from `peer`.
-pub fn answered(peer: SocketAddr) {
-    let connection = peers(peer).get(&peer).cloned();
-    if let Some(connection) = connection {
-        connection.answered();
-    }
+fn descriptors(fd: RawFd) -> MutexGuard<'static, Map<RawFd, Entry>> {
+    locked(&DESCRIPTORS[fd as usize % SHARDS])
+}
+
+fn peers(peer: SocketAddr) -> MutexGuard<'static, Map<SocketAddr, Arc<Connection>>> {
+    locked(&PEERS[peer.port() as usize % SHARDS])
 }
 
 /// Descriptors and client addresses are small keys, distinct among open connections: their
@@ -61,94 +70,82 @@ impl Hasher for KeyHasher {
     }
 }
 
-pub(super) fn shard(
-    fd: RawFd,
-) -> MutexGuard<'static, HashMap<RawFd, Arc<Connection>, BuildHasherDefault<KeyHasher>>> {
-    REGISTRY[fd as usize % SHARDS]
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// A connection just accepted.
+pub(super) fn register(connection: &Arc<Connection>) {
+    OPEN.fetch_add(1, Relaxed);
+    let entry = Entry {
+        connection: connection.clone(),
+        handover: None,
+    };
+    descriptors(connection.fd).insert(connection.fd, entry);
+    peers(connection.peer).insert(connection.peer, connection.clone());
 }
 
-pub(super) fn registered(fd: RawFd) -> Option<Arc<Connection>> {
-    shard(fd).get(&fd).cloned()
+pub(super) fn register_duplicate(fd: RawFd, connection: &Arc<Connection>, handover: u64) {
+    let entry = Entry {
+        connection: connection.clone(),
+        handover: Some(handover),
+    };
+    descriptors(fd).insert(fd, entry);
 }
 
-/// Connections accepted whose reading duplicate has not been read from yet, and the one the
-/// next accept waits for.
-pub(super) struct Pending {
-    pub(super) connections: Vec<Arc<Connection>>,
-    awaited: Option<u64>,
-}
-
-impl Pending {
-    /// The connection (its inode) that the next accept waits for, if any.
-    pub(super) fn awaited(&self) -> Option<u64> {
-        self.awaited
-    }
-
-    pub(super) fn await_take_up(&mut self, inode: Option<u64>) {
-        self.awaited = inode;
-    }
-
-    /// Takes the connection of `inode` off the list: taken up, or closed before it was.
-    pub(super) fn remove(&mut self, inode: u64) -> Option<Arc<Connection>> {
-        let at = self.connections.iter().position(|c| c.inode == inode)?;
-        PENDING_COUNT.store(self.connections.len() - 1, Release);
-        if self.awaited == Some(inode) {
-            self.await_take_up(None);
-            TAKEN_UP.notify_all();
-        }
-        Some(self.connections.swap_remove(at))
-    }
-}
-
-static PENDING: Mutex<Pending> = Mutex::new(Pending {
-    connections: Vec::new(),
-    awaited: None,
-});
-pub(super) static PENDING_COUNT: AtomicUsize = AtomicUsize::new(0);
-pub(super) static TAKEN_UP: Condvar = Condvar::new();
-
-pub(super) fn pending() -> MutexGuard<'static, Pending> {
-    PENDING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+pub(super) fn lookup(fd: RawFd) -> Option<Entry> {
+    descriptors(fd).get(&fd).cloned()
 }
 
 /// The connection a read on `fd` belongs to: known already, or a pending one whose duplicate
 /// this is (then it is taken up now).
 pub(super) fn connection_read_on(fd: RawFd) -> Option<Arc<Connection>> {
-    if let Some(connection) = registered(fd) {
-        return Some(connection);
+    match lookup(fd) {
+        Some(entry) => Some(entry.connection),
+        None => super::handoff::take_up(fd),
     }
-    if PENDING_COUNT.load(Acquire) == 0 {
-        return None;
-    }
-    let connection = pending().remove(inode(fd)?)?;
-    shard(fd).insert(fd, connection.clone());
-    Some(connection)
 }
 
-pub(super) fn inode(fd: RawFd) -> Option<u64> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a whole `stat` on success and nothing else.
-    (unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == 0)
-        .then(|| unsafe { stat.assume_init() }.st_ino)
+/// Forgets a duplicate about to be closed.
+pub(super) fn forget_duplicate(fd: RawFd) {
+    descriptors(fd).remove(&fd);
+}
+
+/// Forgets a connection whose own descriptor is about to be closed.
+pub(super) fn forget(connection: &Connection) {
+    descriptors(connection.fd).remove(&connection.fd);
+    peers(connection.peer).remove(&connection.peer);
+    OPEN.fetch_sub(1, Relaxed);
+}
+
+/// A worker has answered a request of the connection from `peer`.
+pub fn answered(peer: SocketAddr) {
+    let connection = peers(peer).get(&peer).cloned();
+    if let Some(connection) = connection {
+        connection.answered();
+    }
 }
 
 /// Shuts `how` the open connections whose client `which` picks, and wakes their reading
-/// threads if they wait for answers.
-pub fn shut_connections(how: std::net::Shutdown, which: impl Fn(Option<SocketAddr>) -> bool) {
-    for shard in &REGISTRY {
-        let connections: Vec<Arc<Connection>> = shard
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-            .filter(|(fd, connection)| **fd == connection.accepted && which(connection.peer))
-            .map(|(_, connection)| connection.clone())
-            .collect();
-        for connection in connections {
-            let _ = socket2::SockRef::from(&borrowed(connection.accepted)).shutdown(how);
+/// threads if they wait for answers. Each is shut under its shard's lock, so a descriptor closed
+/// and its number reused meanwhile is never shut in its place.
+pub fn shut_connections(how: std::net::Shutdown, which: impl Fn(SocketAddr) -> bool) {
+    let how = match how {
+        std::net::Shutdown::Read => libc::SHUT_RD,
+        std::net::Shutdown::Write => libc::SHUT_WR,
+        std::net::Shutdown::Both => libc::SHUT_RDWR,
+    };
+    for shard in &DESCRIPTORS {
+        let shut: Vec<Arc<Connection>> = {
+            let shard = locked(shard);
+            let picked = shard
+                .iter()
+                .filter(|(_, entry)| entry.handover.is_none() && which(entry.connection.peer))
+                .map(|(fd, entry)| (*fd, entry.connection.clone()));
+            picked
+                .inspect(|(fd, _)| {
+                    sys::shutdown(*fd, how);
+                })
+                .map(|(_, connection)| connection)
+                .collect()
+        };
+        for connection in shut {
             connection.wake();
         }
     }

@@ -1,0 +1,255 @@
+//! Between the waiting room and tiny_http: the connections ready for a thread, how many tiny_http
+//! holds (at most the serving limit, each on a thread of its pool), the lingering ones whose slot
+//! can be asked back, and those handed over but not yet taken up by a pool thread.
+//!
+//! tiny_http's accept thread calls `accept4`, which takes its connections from here, never from
+//! the kernel: to tiny_http, a connection handed over again is a new one from the same client.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI32};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::connection::{Connection, Linger, Stage};
+use super::{registry, settings, sys};
+
+struct Handoff {
+    /// Whole heads waiting for a thread, oldest first.
+    ready: VecDeque<Arc<Connection>>,
+    /// Connections handed to tiny_http and neither given back nor closed.
+    in_hand: usize,
+    /// Lingering connections, oldest first, and some that linger no more: those are passed over
+    /// when met, and swept out when they outnumber the rest.
+    lingering: VecDeque<Arc<Connection>>,
+    /// Slots asked back from lingering connections and not yet given back.
+    asked: usize,
+    /// Handed over and not yet read from by a pool thread, with when, and whether a slot was
+    /// asked back for it.
+    pending: Vec<(Arc<Connection>, Instant, bool)>,
+}
+
+/// The lock order, wherever two are held: `HANDOFF`, then a connection's state, then a shard of
+/// the registry.
+static HANDOFF: Mutex<Handoff> = Mutex::new(Handoff {
+    ready: VecDeque::new(),
+    in_hand: 0,
+    lingering: VecDeque::new(),
+    asked: 0,
+    pending: Vec::new(),
+});
+/// Notified when a connection is ready, a slot frees, or a connection is taken up.
+static CHANGED: Condvar = Condvar::new();
+
+fn handoff() -> MutexGuard<'static, Handoff> {
+    HANDOFF
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// tiny_http's `TaskPool::spawn` loses wake-ups: it counts a thread that was notified but has not
+/// woken yet as idle, so in a burst it can queue a connection and notify no one. That connection
+/// then waits until one of the pool's threads finishes a task of its own. Tasks end soon now (a
+/// lingering one when its slot is asked back), so a connection not taken up after this long gets
+/// a lingering connection's thread asked back for it.
+const STRANDED_AFTER: Duration = Duration::from_millis(10);
+
+impl Handoff {
+    /// Asks lingering connections, oldest first, to give back slots until `wanted` are asked.
+    fn ask_back(&mut self, wanted: usize) {
+        while self.asked < wanted {
+            let Some(connection) = self.lingering.pop_front() else {
+                return;
+            };
+            if connection.ask_back() {
+                self.asked += 1;
+            }
+        }
+    }
+
+    fn rescue_stranded(&mut self, now: Instant) -> Option<Duration> {
+        let mut soonest: Option<Duration> = None;
+        let mut stranded = 0;
+        for (_, handed, rescued) in &mut self.pending {
+            let waited = now.duration_since(*handed);
+            if waited >= STRANDED_AFTER && !*rescued {
+                *rescued = true;
+                stranded += 1;
+            } else if !*rescued {
+                let left = STRANDED_AFTER - waited;
+                soonest = Some(soonest.map_or(left, |soonest| soonest.min(left)));
+            }
+        }
+        if stranded > 0 {
+            let wanted = self.asked + stranded;
+            self.ask_back(wanted);
+        }
+        soonest
+    }
+}
+
+/// The next connection for tiny_http, when one is ready and the pool has room for it; for
+/// `accept4`, on tiny_http's accept thread.
+pub(super) fn next_for_tiny_http() -> Arc<Connection> {
+    let mut handoff = handoff();
+    loop {
+        let stranded_check = handoff.rescue_stranded(Instant::now());
+        if !handoff.ready.is_empty() && handoff.in_hand < settings().guard.max_serving {
+            let connection = handoff.ready.pop_front().expect("not empty");
+            handoff.in_hand += 1;
+            {
+                let mut state = connection.state();
+                state.stage = Stage::Served;
+                state.handovers += 1;
+            }
+            handoff
+                .pending
+                .push((connection.clone(), Instant::now(), false));
+            return connection;
+        }
+        let wanted = handoff.ready.len();
+        handoff.ask_back(wanted);
+        handoff = match stranded_check {
+            Some(left) => {
+                (CHANGED.wait_timeout(handoff, left))
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0
+            }
+            None => (CHANGED.wait(handoff)).unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
+    }
+}
+
+/// A whole head has arrived on a waiting connection: it is queued for a thread.
+pub(super) fn ready(connection: Arc<Connection>) {
+    handoff().ready.push_back(connection);
+    CHANGED.notify_one();
+}
+
+/// A pool thread has read from the duplicate `fd` for the first time: the pending connection it
+/// belongs to (by inode) is taken up, and the duplicate registered to it.
+pub(super) fn take_up(fd: RawFd) -> Option<Arc<Connection>> {
+    let inode = sys::inode(fd)?;
+    let mut handoff = handoff();
+    let at = handoff
+        .pending
+        .iter()
+        .position(|(c, ..)| c.inode == inode)?;
+    let (connection, ..) = handoff.pending.swap_remove(at);
+    let handover = connection.state().handovers;
+    registry::register_duplicate(fd, &connection, handover);
+    drop(handoff);
+    CHANGED.notify_one();
+    Some(connection)
+}
+
+/// A served connection's pool thread is about to linger at a request boundary: it may, with the
+/// thread's eventfd to be woken by, unless its slot is wanted now (then it gives the connection
+/// back at once) or the thread has no eventfd. `stage` (under the connection's lock, taken after
+/// the hand-off's) is set to lingering here, so that no ask can come between.
+pub(super) fn start_lingering(connection: &Arc<Connection>) -> Option<RawFd> {
+    let wake = thread_wake()?;
+    let mut handoff = handoff();
+    let pool_full = handoff.in_hand >= settings().guard.max_serving;
+    if pool_full && handoff.ready.len() > handoff.asked {
+        return None;
+    }
+    if handoff.lingering.len() > 2 * handoff.in_hand + 64 {
+        handoff.lingering.retain(|c| c.is_lingering());
+    }
+    handoff.lingering.push_back(connection.clone());
+    connection.state().stage = Stage::Lingering(Linger { wake, asked: false });
+    Some(wake)
+}
+
+/// A connection's pool thread gave it back: its slot is free.
+pub(super) fn given_back(asked: bool) {
+    let mut handoff = handoff();
+    handoff.in_hand -= 1;
+    if asked {
+        handoff.asked -= 1;
+    }
+    drop(handoff);
+    CHANGED.notify_one();
+}
+
+/// tiny_http closed a connection for good; `in_hand` if it held a slot.
+pub(super) fn closed(connection: &Connection, in_hand: bool) {
+    let mut handoff = handoff();
+    if let Some(at) = handoff
+        .pending
+        .iter()
+        .position(|(c, ..)| std::ptr::eq(c.as_ref(), connection))
+    {
+        handoff.pending.swap_remove(at);
+    }
+    if in_hand {
+        handoff.in_hand -= 1;
+        drop(handoff);
+        CHANGED.notify_one();
+    }
+}
+
+/// Each pool thread's eventfd, made at its first linger and closed when the thread ends.
+struct ThreadWake(RawFd);
+
+impl Drop for ThreadWake {
+    fn drop(&mut self) {
+        if self.0 >= 0 {
+            sys::close(self.0);
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_WAKE: ThreadWake = ThreadWake(sys::eventfd().unwrap_or(-1));
+}
+
+fn thread_wake() -> Option<RawFd> {
+    THREAD_WAKE
+        .try_with(|wake| wake.0)
+        .ok()
+        .filter(|&fd| fd >= 0)
+}
+
+/// One descriptor kept free for tiny_http, which duplicates each socket it is handed
+/// (`try_clone`) and panics when it cannot, ending its accept loop: the reserve is closed just
+/// before a socket is handed over, and taken again before the next.
+static RESERVE: AtomicI32 = AtomicI32::new(-1);
+
+pub(super) fn hold_reserve() -> bool {
+    if RESERVE.load(Relaxed) >= 0 {
+        return true;
+    }
+    let Some(fd) = sys::eventfd() else {
+        return false;
+    };
+    if RESERVE.compare_exchange(-1, fd, Relaxed, Relaxed).is_err() {
+        sys::close(fd);
+    }
+    true
+}
+
+pub(super) fn release_reserve() {
+    let fd = RESERVE.swap(-1, Relaxed);
+    if fd >= 0 {
+        sys::close(fd);
+    }
+}
+
+/// Set while anyone waits for a descriptor to be closed.
+pub(super) static WAITING_FOR_CLOSE: AtomicBool = AtomicBool::new(false);
+pub(super) static CLOSED: Condvar = Condvar::new();
+static CLOSED_LOCK: Mutex<()> = Mutex::new(());
+/// Also retried this often: descriptors closed without `close` (by the kernel) wake nobody.
+pub(super) const CLOSE_WAIT: Duration = Duration::from_millis(100);
+
+pub(super) fn wait_for_a_close() {
+    let guard = CLOSED_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    WAITING_FOR_CLOSE.store(true, SeqCst);
+    let _ = CLOSED.wait_timeout(guard, CLOSE_WAIT);
+    WAITING_FOR_CLOSE.store(false, SeqCst);
+}
