@@ -14,6 +14,10 @@
 #   answered (after (d), within 5 s of the close). Then `docker stop` exits 0 in under 2 s.
 #   Figures: the cgroup's memory peak per attack, the answers each attack got, admitted and
 #   refused connections.
+# memory_capacity IMAGE GO_IMAGE: 10,000 connections held under --memory 64m, on the host's
+#   network, with the epoll issue's bounds for hellod and Go's hello beside it for the record
+#   (tests/docker-capacity.py; see the section at the end). `tests/docker.sh capacity` runs
+#   only this.
 #
 # The attacks come from tests/docker-attacks.py, run in the container's network namespace
 # (nsenter) against 127.0.0.1:8080 there, as a pod's traffic reaches it in Kubernetes: not
