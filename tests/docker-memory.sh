@@ -14,6 +14,10 @@
 #   answered (after (d), within 5 s of the close). Then `docker stop` exits 0 in under 2 s.
 #   Figures: the cgroup's memory peak per attack, the answers each attack got, admitted and
 #   refused connections.
+# memory_capacity IMAGE GO_IMAGE: 10,000 connections held under --memory 64m, on the host's
+#   network, with the epoll issue's bounds for hellod and Go's hello beside it for the record
+#   (tests/docker-capacity.py; see the section at the end). `tests/docker.sh capacity` runs
+#   only this.
 #
 # The attacks come from tests/docker-attacks.py, run in the container's network namespace
 # (nsenter) against 127.0.0.1:8080 there, as a pod's traffic reaches it in Kubernetes: not
@@ -273,4 +277,147 @@ memory_attacks() {
     [ "$stop_ms" -lt 2000 ] || fail "docker stop after the attacks took $stop_ms ms"
     check "docker stop after the attacks: exit code 0 in $stop_ms ms"
     docker rm "$name" >/dev/null
+}
+
+# --- Capacity: many connections held under --memory 64m (the epoll issue). memory_capacity IMAGE
+# GO_IMAGE, both on the host's network (--network host: no proxy, no namespace to enter; each
+# server listens on a free loopback port of its own, hellod through HELLOD_LISTEN, its flags
+# otherwise the defaults) under --memory 64m --memory-swap 64m, read-only, no capabilities, no
+# new privileges, no restart policy (a death shows), a fresh container for each scenario of
+# tests/docker-capacity.py, which documents them:
+#   hellod: (c) the default connection limit in its readiness line at least 10,000; (a) idle:
+#     10,000 keep-alive connections one after another, answered, held silent; 7 s later at
+#     most 32 threads; a second GET on all at once answered within 3 s each; (b) mixed: a third
+#     silent, a third half a head, a third a whole GET; 7 s later at most 32 threads; the heads
+#     finished at once and answered within 3 s; after each, not OOM-killed, the same PID, the
+#     cgroup's peak at most 40 MiB. Then 200 connections with a request in flight (served).
+#   Go's hello (bench/go, static, FROM scratch): idle and served, for the record, no bounds:
+#     connections held at most (before an OOM kill or failure), peak, charge per connection.
+# The Docker health check is off (--no-healthcheck): it execs a second hellod in the container's
+# cgroup every 10 s, whose memory would land in the peak at random; Kubernetes does not run it.
+# A bound missed prints a FAIL line; the Go record still runs, then the stage fails.
+capacity_script=tests/docker-capacity.py
+capacity_memory=64m
+
+capacity_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# NAME PORT RUN_ARGS... (docker run options, the image, its arguments): started and answering.
+capacity_start() {
+    local name=$1 port=$2
+    shift 2
+    docker run -d --name "$name" --network host --memory "$capacity_memory" \
+        --memory-swap "$capacity_memory" --read-only --cap-drop ALL \
+        --security-opt no-new-privileges --no-healthcheck "$@" >/dev/null 2>"$work/run.log" ||
+        { cat "$work/run.log"; fail "docker run --memory $capacity_memory $*"; }
+    local deadline=$((SECONDS + 30))
+    until curl -fsS --max-time 1 "http://127.0.0.1:$port/" >/dev/null 2>&1; do
+        [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] ||
+            { docker logs "$name"; fail "container $name exited"; }
+        [ $SECONDS -lt $deadline ] || { docker logs "$name"; fail "$name: no greeting in 30 s"; }
+        sleep 0.1
+    done
+}
+
+# LABEL SCENARIO NAME PORT [docker-capacity.py options]: runs the scenario on the container
+# started as NAME, then removes it. Counts a missed bound in capacity_failed; keeps the figures.
+capacity_run() {
+    local label=$1 scenario=$2 name=$3 port=$4
+    shift 4
+    local host_pid cgroup status=0 started
+    host_pid=$(docker inspect -f '{{.State.Pid}}' "$name")
+    cgroup=$(memory_cgroup_dir "$host_pid")
+    started=$(now_ms)
+    python3 "$capacity_script" "$port" "$scenario" --server-pid "$host_pid" --cgroup "$cgroup" \
+        --container "$name" --label "$label" --stage "$stage" "$@" | tee -a "$work/capacity.log" ||
+        status=$?
+    # With tests/docker.sh's pipefail, the pipeline's status is python's: 1 for a bound missed.
+    case $status in
+    0) ;;
+    1) capacity_failed=$((capacity_failed + 1)) ;;
+    *) fail "docker-capacity.py $scenario on $label: exit status $status" ;;
+    esac
+    echo "$stage: measured: $label $scenario took $(($(now_ms) - started)) ms"
+    docker rm -f "$name" >/dev/null
+}
+
+# LABEL SCENARIO KEY: a figure from docker-capacity.py's figures line, ? if absent.
+capacity_figure() {
+    local value
+    value=$(grep -F ": figures: $1 $2 " "$work/capacity.log" | tail -1 | tr ' ' '\n' |
+        sed -n "s/^$3=//p")
+    echo "${value:-?}"
+}
+
+capacity_kib() { [ "$1" = "?" ] && echo "?" || awk -v b="$1" 'BEGIN {printf "%.1f", b / 1024}'; }
+
+# GO_DIR: the Go hello of bench/go, static, in a FROM scratch image tagged hellod-test:go.
+capacity_go_image() {
+    local dir=$work/go-image
+    mkdir -p "$dir"
+    (cd bench/go && CGO_ENABLED=0 GOPROXY=off GOFLAGS= GOWORK=off GO111MODULE=on \
+        GOTOOLCHAIN=local GOCACHE="$work/go-cache" \
+        go build -trimpath -ldflags='-s -w' -o "$dir/hello-go" .) ||
+        fail "go build of bench/go"
+    printf '%s\n' 'FROM scratch' 'COPY hello-go /hello-go' 'USER 65534:65534' \
+        'ENTRYPOINT ["/hello-go"]' >"$dir/Dockerfile"
+    docker build -t hellod-test:go "$dir" >"$work/go-build.log" 2>&1 ||
+        { cat "$work/go-build.log"; fail "docker build of Go's hello"; }
+    check "Go's hello ($(go version | cut -d' ' -f3), static, $(stat -c %s "$dir/hello-go") bytes)" \
+        "in a FROM scratch image"
+}
+
+memory_capacity() {
+    local image=$1 go_image=$2 name="hellod-capacity-$$" port readiness limit started
+    capacity_failed=0
+    : >"$work/capacity.log"
+    started=$(now_ms)
+
+    port=$(capacity_free_port)
+    capacity_start "$name" "$port" -e "HELLOD_LISTEN=127.0.0.1:$port" "$image"
+    readiness=$(docker logs "$name" 2>&1 | head -1)
+    echo "$stage: $image on the host's network under --memory $capacity_memory says: $readiness"
+    limit=$(sed -nE 's/.*up to ([0-9]+) connections.*/\1/p' <<<"$readiness")
+    if [ -n "$limit" ] && [ "$limit" -ge 10000 ]; then
+        check "hellod (c) default connection limit under --memory $capacity_memory: $limit" \
+            "(bound: at least 10000)"
+    else
+        echo "$stage: FAIL: hellod (c) default connection limit under --memory" \
+            "$capacity_memory: ${limit:-none in the readiness line} (bound: at least 10000)" >&2
+        capacity_failed=$((capacity_failed + 1))
+    fi
+    capacity_run hellod idle "$name" "$port" --check
+
+    port=$(capacity_free_port)
+    capacity_start "$name" "$port" -e "HELLOD_LISTEN=127.0.0.1:$port" "$image"
+    capacity_run hellod mixed "$name" "$port" --check
+
+    port=$(capacity_free_port)
+    capacity_start "$name" "$port" -e "HELLOD_LISTEN=127.0.0.1:$port" "$image"
+    capacity_run hellod served "$name" "$port"
+
+    port=$(capacity_free_port)
+    capacity_start "$name" "$port" "$go_image" -addr "127.0.0.1:$port"
+    capacity_run Go idle "$name" "$port"
+
+    port=$(capacity_free_port)
+    capacity_start "$name" "$port" "$go_image" -addr "127.0.0.1:$port"
+    capacity_run Go served "$name" "$port"
+
+    local server
+    for server in hellod Go; do
+        echo "$stage: measured: capacity under --memory $capacity_memory, $server:" \
+            "held at most $(capacity_figure "$server" idle max_held) of 10000 idle connections" \
+            "at once (OOM-killed: $(capacity_figure "$server" idle oom_killed)," \
+            "peak $(capacity_figure "$server" idle peak) bytes);" \
+            "per idle connection $(capacity_kib "$(capacity_figure "$server" idle idle_per_conn)") KiB" \
+            "($(capacity_kib "$(capacity_figure "$server" idle idle_per_conn_peak)") by the peak)," \
+            "per served connection $(capacity_kib "$(capacity_figure "$server" served served_per_conn)") KiB"
+    done
+    echo "$stage: measured: the capacity runs took $((($(now_ms) - started) / 1000)) s"
+    [ "$capacity_failed" -eq 0 ] ||
+        fail "capacity under --memory $capacity_memory: $capacity_failed scenario(s) missed" \
+            "their bounds (the FAIL lines above)"
+    check "capacity under --memory $capacity_memory: every bound met"
 }

@@ -7,22 +7,35 @@
 # and the image under --memory 64m surviving the attacks of issue 8 as the same process.
 # Also builds the arm64 image with BuildKit where the client can, and runs the same checks on it
 # where qemu-user-static can be registered with binfmt_misc for the test's duration (undone after).
-# Needs root, dockerd, ip, curl, python3, nsenter; qemu-user-static for the arm64 run.
+# Last, the capacity runs of tests/docker-memory.sh (memory_capacity, tests/docker-capacity.py):
+# 10,000 connections held by the image under --memory 64m, and Go's hello beside it for the record.
+# Needs root, dockerd, ip, curl, python3, nsenter, go; qemu-user-static for the arm64 run.
+#
+# Usage: tests/docker.sh [capacity]
+#   capacity: only the capacity runs (about 3 minutes): the engine, the amd64 binary, the image
+#   (`docker build .` and its checks), Go's image, then memory_capacity; nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin" # dockerd and docker-proxy live there
+export PYTHONDONTWRITEBYTECODE=1    # no __pycache__ left in tests/
+
+mode=${1:-all}
+case $mode in
+all | capacity) ;;
+*) echo "usage: tests/docker.sh [capacity]" >&2; exit 2 ;;
+esac
 
 stage=docker
 . tests/lib.sh
 
 [ "$(id -u)" -eq 0 ] || fail "must run as root (it starts dockerd)"
-for command in dockerd docker docker-proxy ip curl python3 nsenter; do
+for command in dockerd docker docker-proxy ip curl python3 nsenter go; do
     command -v "$command" >/dev/null || fail "$command not found (tests/install-deps docker)"
 done
 
 echo "docker: building the binaries"
 cargo build --release --quiet
-cargo build --release --quiet --target aarch64-unknown-linux-musl
+[ "$mode" = capacity ] || cargo build --release --quiet --target aarch64-unknown-linux-musl
 amd64_binary=target/x86_64-unknown-linux-musl/release/hellod
 arm64_binary=target/aarch64-unknown-linux-musl/release/hellod
 binary_size=$(stat -c %s "$amd64_binary")
@@ -184,7 +197,9 @@ buildkit_build() { # PLATFORM TAG
     done
     return 1
 }
-if buildkit_build linux/amd64 hellod-test:buildkit-amd64; then
+if [ "$mode" = capacity ]; then
+    echo "docker: not run (tests/docker.sh capacity): the multi-arch build"
+elif buildkit_build linux/amd64 hellod-test:buildkit-amd64; then
     for arch in amd64 arm64; do
         [ "$arch" = arm64 ] && { buildkit_build linux/arm64 hellod-test:buildkit-arm64 ||
             { cat "$work/buildkit.log"; fail "BuildKit build for linux/arm64"; }; }
@@ -265,10 +280,18 @@ exercise() { # IMAGE: runs it and checks it, as described at the top
     docker rm "$name" >/dev/null
 }
 
+. tests/docker-memory.sh
+if [ "$mode" = capacity ]; then
+    capacity_go_image
+    echo "docker: hellod-test:plain and Go's hello holding many connections (capacity only)"
+    memory_capacity hellod-test:plain hellod-test:go
+    echo "docker: all checks passed (capacity only)"
+    exit 0
+fi
+
 echo "docker: running hellod-test:plain (linux/amd64)"
 exercise hellod-test:plain
 
-. tests/docker-memory.sh
 echo "docker: hellod-test:plain under a memory limit"
 memory_charge hellod-test:plain
 memory_attacks hellod-test:plain
@@ -309,5 +332,10 @@ else
             "or no binfmt_misc in this kernel; tests/arm64.sh runs the arm64 binary under qemu)"
     fi
 fi
+
+# Last: today's hellod misses these bounds (the epoll issue), and the checks above still report.
+capacity_go_image
+echo "docker: hellod-test:plain and Go's hello holding many connections"
+memory_capacity hellod-test:plain hellod-test:go
 
 echo "docker: all checks passed"
