@@ -37,14 +37,20 @@ pub fn resident_kib() -> Option<u64> {
 /// keep-alive one; 48 KiB keeps some 15 % in hand.
 pub const CONNECTION_MEMORY: u64 = 48 * 1024;
 /// Memory kept for the process at rest and its spare threads.
-const BASE_MEMORY: u64 = 8 * 1024 * 1024;
+pub const BASE_MEMORY: u64 = 8 * 1024 * 1024;
 /// The share of a memory limit that the request heads tiny_http holds may take, together; what
 /// it holds of a head costs up to twice its size (a line buffer grown by doubling, then the
 /// header strings parsed from it; tests/docker.sh measures 69 KiB for 60,000 bytes of a line).
-const HEAD_SHARE: u64 = 16;
-const HEAD_COST: u64 = 2;
+pub const HEAD_SHARE: u64 = 16;
+pub const HEAD_COST: u64 = 2;
+/// What connections leave of a memory limit for request heads, `1 / HEAD_RESERVE_SHARE` of it:
+/// the share heads may take times what holding them costs.
+pub const HEAD_RESERVE_SHARE: u64 = HEAD_SHARE / HEAD_COST;
+const _: () = assert!(HEAD_SHARE.is_multiple_of(HEAD_COST));
 /// Without a memory limit.
-const DEFAULT_HEAD_BUDGET: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_HEAD_BUDGET: u64 = 64 * 1024 * 1024;
+/// What tiny_http holds open for each connection: the accepted socket and its clone.
+pub const DESCRIPTORS_PER_CONNECTION: u64 = 2;
 /// Descriptors and threads kept for everything but connections.
 const BASE_DESCRIPTORS: u64 = 32;
 const BASE_TASKS: u64 = 32;
@@ -56,7 +62,8 @@ pub fn connections_allowed() -> usize {
     let by_memory = memory_limit().map(|bytes| {
         bytes.saturating_sub(BASE_MEMORY + HEAD_COST * (bytes / HEAD_SHARE)) / CONNECTION_MEMORY
     });
-    let by_descriptors = open_files_limit().map(|files| files.saturating_sub(BASE_DESCRIPTORS) / 2);
+    let by_descriptors = open_files_limit()
+        .map(|files| files.saturating_sub(BASE_DESCRIPTORS) / DESCRIPTORS_PER_CONNECTION);
     let by_tasks =
         cgroup_limit("pids.max", "pids", "pids.max").map(|tasks| tasks.saturating_sub(BASE_TASKS));
     [by_memory, by_descriptors, by_tasks]

@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::{healthcheck, process};
+
 mod headers;
 #[cfg(test)]
 mod tests;
@@ -111,6 +113,9 @@ impl From<lexopt::Error> for UsageError {
     }
 }
 
+/// The `--help` text. Every limit a constant sets is formatted from that constant (a named
+/// argument at the end, through [`size`] or [`seconds`] where it has a unit), never written out,
+/// so that the help cannot drift from what hellod does; a new limit is one more argument.
 pub fn help_text(default_workers: usize, default_connections: usize) -> String {
     format!(
         "\
@@ -141,10 +146,10 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         {max_head}; larger ones get 431 [default: {DEFAULT_MAX_HEADER_BYTES}]
   --max-connections N   HELLOD_MAX_CONNECTIONS
                                         connections open at once, 1 to {max_conns}; past it, a 503 and a
-                                        close [default: what the memory limit (cgroup) allows at 48 KiB
-                                        each, after 8 MiB and an 8th kept for request heads; the open-
-                                        files limit at 2 descriptors each; the tasks limit at a thread
-                                        each; whichever is least, here {default_connections}]
+                                        close [default: what the memory limit (cgroup) allows at
+                                        {connection_memory} each, after {base_memory} and 1/{head_reserve} kept for request heads;
+                                        the open-files limit at {descriptors} descriptors each; the tasks
+                                        limit at a thread each; whichever is least, here {default_connections}]
   --header 'NAME: VALUE' HELLOD_HEADERS (one header a line)
                                         a response header, repeatable; Content-Type and Server replace
                                         hellod's; Date, Content-Length, Transfer-Encoding and hop-by-hop
@@ -153,10 +158,10 @@ Options (each can also be set by the environment variable shown; a flag wins):
   -V, --version                         print the version
 
 healthcheck: GET URL [default: http://<listen address>/, an unspecified address meaning 127.0.0.1],
-  2 s timeout; exit 0 on a 2xx answer, 1 otherwise. For images with no shell or curl.
+  {healthcheck_timeout} timeout; exit 0 on a 2xx answer, 1 otherwise. For images with no shell or curl.
 
-Limits: at most {MAX_HEADER_FIELDS} header fields (431); unfinished request heads together at most a 16th of
-  the memory limit, 64 MiB without one (503); bodies up to {MAX_BODY_BYTES} bytes (413), read and
+Limits: at most {MAX_HEADER_FIELDS} header fields (431); unfinished request heads together at most 1/{head_share}
+  of the memory limit, {head_budget} without one (503); bodies up to {MAX_BODY_BYTES} bytes (413), read and
   discarded; HTTP/1.0 and 1.1 only (505); framing must be unambiguous (RFC 9112: one valid
   Content-Length, chunked as the last transfer coding; 400 and close otherwise). Every refusal
   closes the connection.
@@ -166,7 +171,32 @@ Exit codes: 0 stopped by SIGTERM/SIGINT (Ctrl-C), 1 runtime failure (e.g. addres
         min_head = MAX_HEADER_BYTES_RANGE.0,
         max_head = MAX_HEADER_BYTES_RANGE.1,
         max_conns = MAX_CONNECTIONS_RANGE.1,
+        connection_memory = size(process::CONNECTION_MEMORY),
+        base_memory = size(process::BASE_MEMORY),
+        head_reserve = process::HEAD_RESERVE_SHARE,
+        descriptors = process::DESCRIPTORS_PER_CONNECTION,
+        head_share = process::HEAD_SHARE,
+        head_budget = size(process::DEFAULT_HEAD_BUDGET),
+        healthcheck_timeout = seconds(healthcheck::TIMEOUT),
     )
+}
+
+/// `bytes` in the largest binary unit that divides it: "48 KiB", "8 MiB", "1000 bytes".
+fn size(bytes: u64) -> String {
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        b if b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// `duration` as seconds, to the millisecond: "2 s", "0.25 s".
+fn seconds(duration: Duration) -> String {
+    let millis = duration.subsec_millis();
+    let fraction = format!(".{millis:03}");
+    let fraction = fraction.trim_end_matches('0').trim_end_matches('.');
+    format!("{}{fraction} s", duration.as_secs())
 }
 
 /// Reads the arguments (without the program name) and the environment through `env`.

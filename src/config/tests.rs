@@ -286,3 +286,37 @@ fn subcommand_and_info() {
     assert!(error(&["--url", "http://x/"], &[]).contains("--url"));
     assert!(error(&["serve"], &[]).contains("serve"));
 }
+
+#[test]
+fn help_formats_the_limits_from_the_constants_that_set_them() {
+    assert_eq!(size(48 * 1024), "48 KiB");
+    assert_eq!(size(8 << 20), "8 MiB");
+    assert_eq!(size(1000), "1000 bytes");
+    assert_eq!(seconds(Duration::from_secs(2)), "2 s");
+    assert_eq!(seconds(Duration::from_millis(250)), "0.25 s");
+    assert_eq!(seconds(Duration::from_millis(1005)), "1.005 s");
+
+    let help = help_text(3, 4567);
+    for shown in [
+        format!("{} each, after", size(process::CONNECTION_MEMORY)),
+        format!(
+            "after {} and 1/{} kept",
+            size(process::BASE_MEMORY),
+            process::HEAD_RESERVE_SHARE
+        ),
+        format!(
+            "at {} descriptors each",
+            process::DESCRIPTORS_PER_CONNECTION
+        ),
+        format!("at most 1/{}\n  of the memory limit", process::HEAD_SHARE),
+        format!("{} without one", size(process::DEFAULT_HEAD_BUDGET)),
+        format!("{} timeout", seconds(healthcheck::TIMEOUT)),
+        format!("at most {MAX_HEADER_FIELDS} header fields"),
+        format!("bodies up to {MAX_BODY_BYTES} bytes"),
+        format!("1 to {MAX_WORKERS}"),
+        "here 3]".to_owned(),
+        "here 4567]".to_owned(),
+    ] {
+        assert!(help.contains(&shown), "{shown:?} in:\n{help}");
+    }
+}
