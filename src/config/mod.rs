@@ -17,7 +17,7 @@ mod values;
 
 use headers::parse_headers;
 use values::{
-    parse_bool, parse_count, parse_listen, parse_port, parse_seconds, parse_status, utf8,
+    HostName, parse_bool, parse_count, parse_listen, parse_port, parse_seconds, parse_status, utf8,
 };
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -130,7 +130,9 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         without IPv6; PORT sets just the port of this default]
   --workers N           HELLOD_WORKERS  worker threads answering requests, 1 to {MAX_WORKERS}
                                         [default: CPUs available to the process, here {default_workers}]
-  --text TEXT           HELLOD_TEXT     response body [default: \"{DEFAULT_TEXT}\"]
+  --text TEXT           HELLOD_TEXT     response body; {{hostname}} in it becomes the machine's host name
+                                        (the container's, the pod's), {{{{hostname}}}} a literal {{hostname}}
+                                        [default: \"{DEFAULT_TEXT}\"]
   --status CODE         HELLOD_STATUS   response status, 200 to 599 except 204; 205 and 304 are sent
                                         without a body [default: {DEFAULT_STATUS}]
   --access-log          HELLOD_ACCESS_LOG=1
@@ -153,7 +155,8 @@ Options (each can also be set by the environment variable shown; a flag wins):
   --header 'NAME: VALUE' HELLOD_HEADERS (one header a line)
                                         a response header, repeatable; Content-Type and Server replace
                                         hellod's; Date, Content-Length, Transfer-Encoding and hop-by-hop
-                                        headers (Connection, Keep-Alive, ...) are refused
+                                        headers (Connection, Keep-Alive, ...) are refused; {{hostname}}
+                                        in a value as in --text (a host name not printable ASCII: exit 2)
   -h, --help                            print this help
   -V, --version                         print the version
 
@@ -199,12 +202,19 @@ fn seconds(duration: Duration) -> String {
     format!("{}{fraction} s", duration.as_secs())
 }
 
-/// Reads the arguments (without the program name) and the environment through `env`.
-pub fn parse<I, E>(args: I, env: E, default_workers: usize) -> Result<Command, UsageError>
+/// Reads the arguments (without the program name) and the environment through `env`, and the
+/// machine's host name through `host_name` if a `{hostname}` asks for it.
+pub fn parse<I, E, H>(
+    args: I,
+    env: E,
+    host_name: H,
+    default_workers: usize,
+) -> Result<Command, UsageError>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
     E: Fn(&str) -> Option<OsString>,
+    H: Fn() -> Option<String>,
 {
     use lexopt::prelude::*;
 
@@ -232,7 +242,7 @@ where
         }
     }
 
-    let config = flags.resolve(&env, default_workers)?;
+    let config = flags.resolve(&env, &mut HostName::new(&host_name), default_workers)?;
     if healthcheck {
         return Ok(Command::Healthcheck {
             url,
@@ -257,7 +267,12 @@ struct Flags {
 }
 
 impl Flags {
-    fn resolve<E>(self, env: &E, default_workers: usize) -> Result<Config, UsageError>
+    fn resolve<E>(
+        self,
+        env: &E,
+        host: &mut HostName,
+        default_workers: usize,
+    ) -> Result<Config, UsageError>
     where
         E: Fn(&str) -> Option<OsString>,
     {
@@ -278,7 +293,15 @@ impl Flags {
             None => default_workers.clamp(1, MAX_WORKERS),
         };
         let text = match setting(self.text, "--text", "HELLOD_TEXT") {
-            Some((name, value)) => utf8(name, value)?,
+            Some((name, value)) => {
+                let text = utf8(name, value)?;
+                host.expand(&text).map_err(|why| {
+                    UsageError(format!(
+                        "invalid value '{}' for {name}: {why}",
+                        headers::escape_controls(&text)
+                    ))
+                })?
+            }
             None => DEFAULT_TEXT.to_owned(),
         };
         let status = match setting(self.status, "--status", "HELLOD_STATUS") {
@@ -328,7 +351,7 @@ impl Flags {
                 .map(|value| utf8("--header", value));
             ("--header", lines.collect::<Result<Vec<_>, _>>()?)
         };
-        let headers = parse_headers(headers_name, &header_lines)?;
+        let headers = parse_headers(headers_name, &header_lines, host)?;
         Ok(Config {
             listen,
             workers,
