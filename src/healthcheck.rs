@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::config::Listen;
 
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// For connecting, for sending the request and for each read of the answer.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// GETs `url` (default: the server at `listen`, over loopback when it listens on every address)
 /// and returns its status line if the status is 2xx, or why it failed.

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let command = config::parse(
         std::env::args_os().skip(1),
         |name| std::env::var_os(name),
+        hellod::process::host_name,
         default_workers,
     );
     match command {

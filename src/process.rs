@@ -21,6 +21,33 @@ pub fn raise_open_files_limit() {
 #[cfg(not(unix))]
 pub fn raise_open_files_limit() {}
 
+/// The machine's host name (in a container, the container's or the pod's), for `{hostname}`:
+/// the kernel's node name, which /proc/sys/kernel/hostname also shows. Bytes that are not UTF-8
+/// come out as U+FFFD, for the configuration to refuse by name.
+#[cfg(unix)]
+pub fn host_name() -> Option<String> {
+    let mut names = std::mem::MaybeUninit::<libc::utsname>::uninit();
+    // SAFETY: uname fills the whole struct on success, each field a NUL-terminated string.
+    if unsafe { libc::uname(names.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let names = unsafe { names.assume_init() };
+    let node = unsafe { std::ffi::CStr::from_ptr(names.nodename.as_ptr()) };
+    Some(node.to_string_lossy().into_owned())
+}
+
+/// The computer's name, as Windows gives every process in COMPUTERNAME (a container's, in one):
+/// no call into the system needed.
+#[cfg(windows)]
+pub fn host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
+}
+
+#[cfg(not(any(unix, windows)))]
+pub fn host_name() -> Option<String> {
+    None
+}
+
 /// Resident memory in KiB, from `/proc/self/status` where there is one.
 pub fn resident_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -51,7 +78,11 @@ pub const BASE_MEMORY: u64 = 4 * 1024 * 1024;
 /// doubling, then the header strings parsed from it; tests/docker.sh measures 69 KiB for 60,000
 /// bytes of a line).
 pub const HEAD_SHARE: u64 = 16;
-const HEAD_COST: u64 = 2;
+pub const HEAD_COST: u64 = 2;
+/// What connections leave of a memory limit for request heads, `1 / HEAD_RESERVE_SHARE` of it:
+/// the share heads may take times what holding them costs.
+pub const HEAD_RESERVE_SHARE: u64 = HEAD_SHARE / HEAD_COST;
+const _: () = assert!(HEAD_SHARE.is_multiple_of(HEAD_COST));
 /// Without a memory limit.
 pub const DEFAULT_HEAD_BUDGET: u64 = 64 * 1024 * 1024;
 /// Descriptors and threads kept for everything but connections.
@@ -160,4 +191,13 @@ fn cgroup_limit(v2_file: &str, v1_controller: &str, v1_file: &str) -> Option<u64
         })
         .filter(|&limit| limit < UNLIMITED)
         .min()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn host_name_is_the_kernels() {
+        let proc = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(super::host_name().as_deref(), Some(proc.trim_end()));
+    }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The attacks of issue 8 that tests/docker-memory.sh makes on a container, and the loads it
+"""The attacks that tests/docker-memory.sh makes on a container, and the loads it
 measures the cgroup's charge per connection with.
 
 Usage: docker-attacks.py PORT ATTACK [options]

@@ -1,4 +1,4 @@
-# The image under the memory limit the Deployment gives it (issue 8, item 5). Sourced by
+# The image under the memory limit the Deployment gives it, and the attacks on it. Sourced by
 # tests/docker.sh once its engine is up: uses its DOCKER_HOST, $work, check and fail.
 #
 # memory_charge IMAGE: what the cgroup charges per open connection, from 1,000 connections in a

@@ -4,7 +4,7 @@
 # image as the README does, checks what is in it, runs it with a published loopback port and checks
 # the greeting, PID 1 and uid 65534, the health check, and a clean `docker stop` (exit code 0).
 # Then the memory-limit run of tests/docker-memory.sh: what the cgroup charges per connection,
-# and the image under --memory 64m surviving the attacks of issue 8 as the same process.
+# and the image under --memory 64m surviving the attacks on memory and threads as one process.
 # Also builds the arm64 image with BuildKit where the client can, and runs the same checks on it
 # where qemu-user-static can be registered with binfmt_misc for the test's duration (undone after).
 # Last, the capacity runs of tests/docker-memory.sh (memory_capacity, tests/docker-capacity.py):

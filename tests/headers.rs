@@ -234,3 +234,44 @@ fn help_lists_the_flag_and_its_variable() {
     assert!(help.contains("--header 'NAME: VALUE'"), "{help}");
     assert!(help.contains("HELLOD_HEADERS"), "{help}");
 }
+
+/// The machine's host name as the kernel gives it, read here as hellod must read it.
+#[cfg(unix)]
+fn host_name() -> String {
+    let mut names: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the one struct passed, each field NUL-terminated.
+    assert_eq!(unsafe { libc::uname(&mut names) }, 0);
+    let node = unsafe { std::ffi::CStr::from_ptr(names.nodename.as_ptr()) };
+    node.to_str().expect("a UTF-8 host name").to_owned()
+}
+
+// Unix: on Windows hellod reads COMPUTERNAME, which `hellod()`'s clean environment drops.
+#[cfg(unix)]
+#[test]
+fn hostname_becomes_the_machines_host_name_in_the_text_and_header_values() {
+    let host = host_name();
+    assert!(!host.is_empty() && !host.contains('{'), "{host:?}");
+    let server = Server::start(&[
+        "--text",
+        "served by {hostname}, not {{hostname}}",
+        "--header",
+        "X-Served-By: {hostname}",
+        "--header",
+        "X-Template: {{hostname}}",
+    ]);
+    let (head, get) = head_and_get(&server);
+    for response in [&head, &get] {
+        assert_eq!(values(response, "X-Served-By"), [host.as_str()]);
+        assert_eq!(values(response, "X-Template"), ["{hostname}"]);
+    }
+    assert_eq!(get.text(), format!("served by {host}, not {{hostname}}"));
+
+    let mut command = hellod();
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("HELLOD_TEXT", "{hostname}")
+        .env("HELLOD_HEADERS", "X-Replica: {hostname}\n");
+    let response = Server::spawn(command).get("/");
+    assert_eq!(values(&response, "X-Replica"), [host.as_str()]);
+    assert_eq!(response.text(), host);
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The heavy robustness cases of issues 5 and 8 (tests/stress/) against the release binary, one
-# at a time: accept failures and recovery, 2,000 stalled connections, clients stalled in bodies,
-# floods of 10,000 connections, SIGTERM under wrk, a three-minute soak, and the attacks of
-# issue 8 (huge and many headers, HTTP/2 request lines, trickled heads). Each test is
+# The heavy robustness cases (tests/stress/) against the release binary, one at a time: accept
+# failures and recovery, 2,000 stalled connections, clients stalled in bodies, floods of 10,000
+# connections, SIGTERM under wrk, a three-minute soak, and the attacks on memory and threads
+# (huge and many headers, HTTP/2 request lines, trickled heads). Each test is
 # bounded; so is the whole run (STRESS_TIMEOUT seconds, default 600, build excluded). Prints
 # every figure measured, then a summary of them. Exits non-zero if any test fails.
 # Usage: tests/stress.sh [TEST_NAME_FILTER]   (HELLOD_SOAK_SECONDS shortens the soak)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # hellod.exe, for real: cross-builds x86_64-pc-windows-gnu with MinGW-w64 and runs it under Wine
-# (a prefix of its own in a temporary directory): --version, the greeting over loopback, its
-# healthcheck against it and against a dead port, and Ctrl-C. Wine turns a SIGINT to the process
-# into the console's CTRL_C_EVENT, the path a Ctrl-C in a console takes, so the stop is tested
-# through hellod's console handler: a request in flight is answered, new connections are refused,
-# exit code 0.
+# (a prefix of its own in a temporary directory): the accept loop's unit test, --version, the
+# greeting over loopback with {hostname} in a header, its healthcheck against it and against a
+# dead port, and Ctrl-C. Wine turns a SIGINT to the process into the console's CTRL_C_EVENT, the
+# path a Ctrl-C in a console takes, so the stop is tested through hellod's console handler: a
+# request in flight is answered, new connections are refused, exit code 0.
 # Wine 8 lacks bcryptprimitives.dll's ProcessPrng, which Rust's std imports: a stand-in that
 # forwards to RtlGenRandom (advapi32's SystemFunction036) is built beside the test's copy of the
 # exe. Windows has ProcessPrng itself; the stand-in is never shipped.
@@ -46,13 +46,29 @@ C
 x86_64-w64-mingw32-gcc -shared -O2 -s -o "$work/bcryptprimitives.dll" "$work/prng.c" -ladvapi32
 hellod() { timeout 60 "$wine" "$work/hellod.exe" "$@"; }
 
+# The accept loop's watch, which on Windows asks Winsock whether the loop's duplicate of the
+# listening socket is still open and listening: its unit test, run by Wine's ws2_32.
+echo "windows: cross-building the unit tests"
+unit_tests=$(cargo test --lib --no-run --target x86_64-pc-windows-gnu 2>&1 |
+    sed -n 's/^ *Executable .*(\(.*\.exe\))$/\1/p')
+[ -n "$unit_tests" ] || fail "no unit test executable for x86_64-pc-windows-gnu"
+cp "$unit_tests" "$work/unit-tests.exe"
+timeout 120 "$wine" "$work/unit-tests.exe" --quiet tiny_http_gaps::accept_loop >"$work/unit" 2>&1 ||
+    { cat "$work/unit"; fail "the accept loop's unit test failed under Wine"; }
+grep -q '^test result: ok. 1 passed' "$work/unit" || { cat "$work/unit"; fail "the accept loop's unit test did not run"; }
+check "unit test tiny_http_gaps::accept_loop under Wine: a loop is seen ended once its duplicate is closed"
+
 started=$(now_ms)
 version=$(hellod --version 2>"$work/err") || { cat "$work/err"; fail "hellod.exe --version failed"; }
 expected="hellod $(cargo pkgid | sed 's/.*[#@]//')"
 [ "$version" = "$expected" ] || fail "--version printed: $version, expected $expected"
 check "wine hellod.exe --version -> $version ($(($(now_ms) - started)) ms, with a new Wine prefix)"
 
-"$wine" "$work/hellod.exe" --listen 127.0.0.1:0 --grace 30 >"$work/out" 2>"$work/err" &
+# What Windows (here Wine) tells every process its computer's name is, for {hostname}.
+computer=$(timeout 60 "$wine" cmd.exe /c 'echo %COMPUTERNAME%' | tr -d '\r')
+[ -n "$computer" ] || fail "no COMPUTERNAME under Wine"
+"$wine" "$work/hellod.exe" --listen 127.0.0.1:0 --grace 30 --header 'X-Served-By: {hostname}' \
+    >"$work/out" 2>"$work/err" &
 pid=$!
 address=$(address_of "$pid" "$work/out" "$work/err") || exit 1
 host=${address%:*} port=${address##*:}
@@ -99,6 +115,9 @@ exec 4<&-
 [ "$(head -1 <<<"$answer")" = "HTTP/1.1 200 OK" ] || fail "the request in flight got: $(head -1 <<<"$answer")"
 [ "$(tail -1 <<<"$answer")" = "Hello, World!" ] || fail "the request in flight got: $(tail -1 <<<"$answer")"
 check "the request in flight was answered: 200, Hello, World!"
+served_by=$(sed -n 's/^X-Served-By: //p' <<<"$answer")
+[ "$served_by" = "$computer" ] || fail "X-Served-By: {hostname} gave '$served_by', COMPUTERNAME is '$computer'"
+check "X-Served-By: {hostname} -> $served_by, the COMPUTERNAME Windows gives"
 status=0
 timeout 30 tail --pid="$pid" -f /dev/null || fail "hellod.exe did not exit within 30 s of Ctrl-C"
 wait "$pid" || status=$?

@@ -1,6 +1,7 @@
 //! Response headers from `--header` and `HELLOD_HEADERS`: the rules they are held to.
 
 use super::UsageError;
+use super::values::HostName;
 
 /// Headers that hellod or tiny_http must set, and why; names compared without regard to case.
 pub(super) const REFUSED_HEADERS: [(&str, &str); 9] = [
@@ -25,10 +26,11 @@ pub(super) const HOP_BY_HOP: &str =
 /// Replace hellod's own, so each may come once.
 pub(super) const REPLACING_HEADERS: [&str; 2] = ["Content-Type", "Server"];
 
-/// Headers, one a line, each checked by [`parse_header`].
+/// Headers, one a line, each checked by [`parse_header`], `{hostname}` in their values replaced.
 pub(super) fn parse_headers(
     name: &str,
     lines: &[String],
+    host: &mut HostName,
 ) -> Result<Vec<(String, String)>, UsageError> {
     let mut headers: Vec<(String, String)> = Vec::new();
     for line in lines {
@@ -51,7 +53,8 @@ pub(super) fn parse_headers(
                 "{replacing} is given twice; it replaces hellod's own"
             )));
         }
-        headers.push((field.to_owned(), value.to_owned()));
+        let value = host.expand(value).map_err(|why| bad(&why))?;
+        headers.push((field.to_owned(), value));
     }
     Ok(headers)
 }

@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::{healthcheck, process};
+
 mod headers;
 #[cfg(test)]
 mod tests;
@@ -15,7 +17,7 @@ mod values;
 
 use headers::parse_headers;
 use values::{
-    parse_bool, parse_count, parse_listen, parse_port, parse_seconds, parse_status, utf8,
+    HostName, parse_bool, parse_count, parse_listen, parse_port, parse_seconds, parse_status, utf8,
 };
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -114,6 +116,9 @@ impl From<lexopt::Error> for UsageError {
     }
 }
 
+/// The `--help` text. Every limit a constant sets is formatted from that constant (a named
+/// argument at the end, through [`size`] or [`seconds`] where it has a unit), never written out,
+/// so that the help cannot drift from what hellod does; a new limit is one more argument.
 pub fn help_text(
     default_workers: usize,
     default_serving: usize,
@@ -132,7 +137,9 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         without IPv6; PORT sets just the port of this default]
   --workers N           HELLOD_WORKERS  worker threads answering requests, 1 to {MAX_WORKERS}
                                         [default: CPUs available to the process, here {default_workers}]
-  --text TEXT           HELLOD_TEXT     response body [default: \"{DEFAULT_TEXT}\"]
+  --text TEXT           HELLOD_TEXT     response body; {{hostname}} in it becomes the machine's host name
+                                        (the container's, the pod's), {{{{hostname}}}} a literal {{hostname}}
+                                        [default: \"{DEFAULT_TEXT}\"]
   --status CODE         HELLOD_STATUS   response status, 200 to 599 except 204; 205 and 304 are sent
                                         without a body [default: {DEFAULT_STATUS}]
   --access-log          HELLOD_ACCESS_LOG=1
@@ -149,28 +156,29 @@ Options (each can also be set by the environment variable shown; a flag wins):
   --max-connections N   HELLOD_MAX_CONNECTIONS
                                         connections open at once, waiting or served, 1 to {max_conns};
                                         past it, a 503 and a close [default: what the memory limit
-                                        (cgroup) allows at {waiting_kib} KiB a waiting connection, after
-                                        {base_mib} MiB, an 8th for request heads and what --max-serving
+                                        (cgroup) allows at {waiting_memory} a waiting connection, after
+                                        {base_memory}, 1/{head_reserve} for request heads and what --max-serving
                                         takes; the open-files limit at one descriptor each (three
                                         served); whichever is least, here {default_connections}]
   --max-serving N       HELLOD_MAX_SERVING
                                         connections served at once, each on a thread of tiny_http's,
                                         1 to {max_serving}; the others wait in one event loop at the cost of
-                                        a socket until a whole request head is there [default: an 8th of
-                                        the memory limit at {served_kib} KiB each, the tasks limit, at most
+                                        a socket until a whole request head is there [default: 1/{serving_share} of
+                                        the memory limit at {served_memory} each, the tasks limit, at most
                                         {default_max_serving}; here {default_serving}]
   --header 'NAME: VALUE' HELLOD_HEADERS (one header a line)
                                         a response header, repeatable; Content-Type and Server replace
                                         hellod's; Date, Content-Length, Transfer-Encoding and hop-by-hop
-                                        headers (Connection, Keep-Alive, ...) are refused
+                                        headers (Connection, Keep-Alive, ...) are refused; {{hostname}}
+                                        in a value as in --text (a host name not printable ASCII: exit 2)
   -h, --help                            print this help
   -V, --version                         print the version
 
 healthcheck: GET URL [default: http://<listen address>/, an unspecified address meaning 127.0.0.1],
-  2 s timeout; exit 0 on a 2xx answer, 1 otherwise. For images with no shell or curl.
+  {healthcheck_timeout} timeout; exit 0 on a 2xx answer, 1 otherwise. For images with no shell or curl.
 
-Limits: at most {MAX_HEADER_FIELDS} header fields (431); unfinished request heads together at most a 16th of
-  the memory limit, 64 MiB without one (503); bodies up to {MAX_BODY_BYTES} bytes (413), read and
+Limits: at most {MAX_HEADER_FIELDS} header fields (431); unfinished request heads together at most 1/{head_share}
+  of the memory limit, {head_budget} without one (503); bodies up to {MAX_BODY_BYTES} bytes (413), read and
   discarded; HTTP/1.0 and 1.1 only (505); framing must be unambiguous (RFC 9112: one valid
   Content-Length, chunked as the last transfer coding; 400 and close otherwise). Every refusal
   closes the connection.
@@ -181,19 +189,49 @@ Exit codes: 0 stopped by SIGTERM/SIGINT (Ctrl-C), 1 runtime failure (e.g. addres
         max_head = MAX_HEADER_BYTES_RANGE.1,
         max_conns = MAX_CONNECTIONS_RANGE.1,
         max_serving = MAX_SERVING_RANGE.1,
-        waiting_kib = crate::process::WAITING_MEMORY / 1024,
-        served_kib = crate::process::SERVED_MEMORY / 1024,
-        base_mib = crate::process::BASE_MEMORY / (1024 * 1024),
-        default_max_serving = crate::process::DEFAULT_MAX_SERVING,
+        waiting_memory = size(process::WAITING_MEMORY),
+        served_memory = size(process::SERVED_MEMORY),
+        serving_share = process::SERVING_SHARE,
+        default_max_serving = process::DEFAULT_MAX_SERVING,
+        base_memory = size(process::BASE_MEMORY),
+        head_reserve = process::HEAD_RESERVE_SHARE,
+        head_share = process::HEAD_SHARE,
+        head_budget = size(process::DEFAULT_HEAD_BUDGET),
+        healthcheck_timeout = seconds(healthcheck::TIMEOUT),
     )
 }
 
-/// Reads the arguments (without the program name) and the environment through `env`.
-pub fn parse<I, E>(args: I, env: E, default_workers: usize) -> Result<Command, UsageError>
+/// `bytes` in the largest binary unit that divides it: "48 KiB", "8 MiB", "1000 bytes".
+fn size(bytes: u64) -> String {
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        b if b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// `duration` as seconds, to the millisecond: "2 s", "0.25 s".
+fn seconds(duration: Duration) -> String {
+    let millis = duration.subsec_millis();
+    let fraction = format!(".{millis:03}");
+    let fraction = fraction.trim_end_matches('0').trim_end_matches('.');
+    format!("{}{fraction} s", duration.as_secs())
+}
+
+/// Reads the arguments (without the program name) and the environment through `env`, and the
+/// machine's host name through `host_name` if a `{hostname}` asks for it.
+pub fn parse<I, E, H>(
+    args: I,
+    env: E,
+    host_name: H,
+    default_workers: usize,
+) -> Result<Command, UsageError>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
     E: Fn(&str) -> Option<OsString>,
+    H: Fn() -> Option<String>,
 {
     use lexopt::prelude::*;
 
@@ -222,7 +260,7 @@ where
         }
     }
 
-    let config = flags.resolve(&env, default_workers)?;
+    let config = flags.resolve(&env, &mut HostName::new(&host_name), default_workers)?;
     if healthcheck {
         return Ok(Command::Healthcheck {
             url,
@@ -248,7 +286,12 @@ struct Flags {
 }
 
 impl Flags {
-    fn resolve<E>(self, env: &E, default_workers: usize) -> Result<Config, UsageError>
+    fn resolve<E>(
+        self,
+        env: &E,
+        host: &mut HostName,
+        default_workers: usize,
+    ) -> Result<Config, UsageError>
     where
         E: Fn(&str) -> Option<OsString>,
     {
@@ -269,7 +312,15 @@ impl Flags {
             None => default_workers.clamp(1, MAX_WORKERS),
         };
         let text = match setting(self.text, "--text", "HELLOD_TEXT") {
-            Some((name, value)) => utf8(name, value)?,
+            Some((name, value)) => {
+                let text = utf8(name, value)?;
+                host.expand(&text).map_err(|why| {
+                    UsageError(format!(
+                        "invalid value '{}' for {name}: {why}",
+                        headers::escape_controls(&text)
+                    ))
+                })?
+            }
             None => DEFAULT_TEXT.to_owned(),
         };
         let status = match setting(self.status, "--status", "HELLOD_STATUS") {
@@ -322,7 +373,7 @@ impl Flags {
                 .map(|value| utf8("--header", value));
             ("--header", lines.collect::<Result<Vec<_>, _>>()?)
         };
-        let headers = parse_headers(headers_name, &header_lines)?;
+        let headers = parse_headers(headers_name, &header_lines, host)?;
         Ok(Config {
             listen,
             workers,

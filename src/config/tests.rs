@@ -2,13 +2,24 @@
 
 use super::*;
 
+/// The host name the tests' machine has, for `{hostname}`.
+const HOST: &str = "web-7d9f-abcde";
+
 fn parse_with(args: &[&str], vars: &[(&str, &str)]) -> Result<Command, UsageError> {
+    parse_on(args, vars, || Some(HOST.to_owned()))
+}
+
+fn parse_on(
+    args: &[&str],
+    vars: &[(&str, &str)],
+    host_name: impl Fn() -> Option<String>,
+) -> Result<Command, UsageError> {
     let env = |key: &str| {
         vars.iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| OsString::from(v))
     };
-    parse(args.iter().copied(), env, 2)
+    parse(args.iter().copied(), env, host_name, 2)
 }
 
 fn serve(args: &[&str], vars: &[(&str, &str)]) -> Config {
@@ -285,4 +296,134 @@ fn subcommand_and_info() {
     assert_eq!(parse_with(&["-V"], &[]), Ok(Command::Version));
     assert!(error(&["--url", "http://x/"], &[]).contains("--url"));
     assert!(error(&["serve"], &[]).contains("serve"));
+}
+
+#[test]
+fn help_formats_the_limits_from_the_constants_that_set_them() {
+    assert_eq!(size(48 * 1024), "48 KiB");
+    assert_eq!(size(8 << 20), "8 MiB");
+    assert_eq!(size(1000), "1000 bytes");
+    assert_eq!(seconds(Duration::from_secs(2)), "2 s");
+    assert_eq!(seconds(Duration::from_millis(250)), "0.25 s");
+    assert_eq!(seconds(Duration::from_millis(1005)), "1.005 s");
+
+    let help = help_text(3, 89, 4567);
+    for shown in [
+        format!("{} a waiting connection", size(process::WAITING_MEMORY)),
+        format!(
+            "after\n{:40}{}, 1/{} for",
+            "",
+            size(process::BASE_MEMORY),
+            process::HEAD_RESERVE_SHARE
+        ),
+        format!("at {} each", size(process::SERVED_MEMORY)),
+        format!("1/{} of", process::SERVING_SHARE),
+        format!("at most\n{:40}{}", "", process::DEFAULT_MAX_SERVING),
+        "here 89]".to_owned(),
+        format!("at most 1/{}\n  of the memory limit", process::HEAD_SHARE),
+        format!("{} without one", size(process::DEFAULT_HEAD_BUDGET)),
+        format!("{} timeout", seconds(healthcheck::TIMEOUT)),
+        format!("at most {MAX_HEADER_FIELDS} header fields"),
+        format!("bodies up to {MAX_BODY_BYTES} bytes"),
+        format!("1 to {MAX_WORKERS}"),
+        "here 3]".to_owned(),
+        "{hostname} in it becomes the machine's host name".to_owned(),
+        "{{hostname}} a literal {hostname}".to_owned(),
+        "here 4567]".to_owned(),
+    ] {
+        assert!(help.contains(&shown), "{shown:?} in:\n{help}");
+    }
+}
+
+#[test]
+fn hostname_in_the_text_and_header_values_is_the_machines() {
+    let config = serve(
+        &[
+            "--text",
+            "Hello from {hostname}! ({hostname})",
+            "--header",
+            "X-Served-By: {hostname}",
+            "--header",
+            "X-Both: {hostname}.{hostname}",
+        ],
+        &[],
+    );
+    assert_eq!(config.text, format!("Hello from {HOST}! ({HOST})"));
+    assert_eq!(
+        config.headers,
+        [
+            ("X-Served-By".into(), HOST.into()),
+            ("X-Both".into(), format!("{HOST}.{HOST}"))
+        ]
+    );
+    let vars = [
+        ("HELLOD_TEXT", "{hostname}"),
+        ("HELLOD_HEADERS", "X-Replica: {hostname}\nX-Zone: eu-1\n"),
+    ];
+    let config = serve(&[], &vars);
+    assert_eq!(config.text, HOST);
+    assert_eq!(
+        config.headers,
+        [
+            ("X-Replica".into(), HOST.into()),
+            ("X-Zone".into(), "eu-1".into())
+        ]
+    );
+}
+
+#[test]
+fn doubled_braces_give_a_literal_hostname_and_other_braces_stay() {
+    let never = || -> Option<String> { panic!("the host name was read") };
+    let config = match parse_on(
+        &[
+            "--text",
+            "{{hostname}} {host} {} {{ }} {hostname",
+            "--header",
+            "X-Template: {{hostname}}",
+        ],
+        &[],
+        never,
+    ) {
+        Ok(Command::Serve(config)) => config,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(config.text, "{hostname} {host} {} {{ }} {hostname");
+    assert_eq!(config.headers[0].1, "{hostname}");
+    assert_eq!(
+        serve(&["--text", "{{{hostname}}}"], &[]).text,
+        "{{hostname}}"
+    );
+    assert_eq!(
+        serve(&["--text", "{{{hostname}"], &[]).text,
+        format!("{{{{{HOST}")
+    );
+    // Not read when nothing asks for it, so an unreadable one matters only then.
+    assert!(parse_on(&["--header", "X-A: b"], &[], never).is_ok());
+    // Only values: a header name stays a token.
+    assert!(error(&["--header", "X-{hostname}: a"], &[]).contains("is not a header name"));
+}
+
+#[test]
+fn a_host_name_that_is_no_header_value_is_refused_in_one_line() {
+    let on = |host: Option<&str>, args: &[&str]| {
+        let host = host.map(str::to_owned);
+        parse_on(args, &[], move || host.clone()).unwrap_err().0
+    };
+    assert_eq!(
+        on(Some("caf\u{e9}"), &["--text", "at {hostname}"]),
+        "invalid value 'at {hostname}' for --text: {hostname} cannot be replaced: \
+         the host name 'caf\u{e9}' is not printable ASCII"
+    );
+    let message = on(
+        Some("a\r\nSet-Cookie: x"),
+        &["--header", "X-Host: {hostname}"],
+    );
+    assert_eq!(
+        message,
+        "invalid value 'X-Host: {hostname}' for --header: {hostname} cannot be replaced: \
+         the host name 'a\\x0d\\x0aSet-Cookie: x' is not printable ASCII"
+    );
+    assert!(on(Some(""), &["--text", "{hostname}"]).contains("the host name '' is not"));
+    assert!(on(Some("a b"), &["--text", "{hostname}"]).contains("not printable ASCII"));
+    assert!(on(None, &["--text", "{hostname}"]).ends_with("the host name cannot be read"));
 }

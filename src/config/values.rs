@@ -4,6 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::headers::escape_controls;
 use super::{Listen, MAX_SECONDS, UsageError};
 
 pub(super) fn invalid(name: &str, value: &OsStr, expected: &str) -> UsageError {
@@ -120,4 +121,62 @@ pub(super) fn parse_seconds(
         .filter(|ms| (min_ms..=MAX_SECONDS * 1000).contains(ms))
         .ok_or_else(bad)?;
     Ok(Duration::from_millis(millis))
+}
+
+/// What `--text` and header values say for the machine's host name.
+pub(super) const HOST_NAME: &str = "{hostname}";
+/// What they say for a literal `{hostname}`.
+pub(super) const LITERAL_HOST_NAME: &str = "{{hostname}}";
+
+/// The host name for [`HOST_NAME`], read at most once, and only if a value asks for it.
+pub(super) struct HostName<'a> {
+    read: &'a dyn Fn() -> Option<String>,
+    name: Option<Result<String, String>>,
+}
+
+impl<'a> HostName<'a> {
+    pub(super) fn new(read: &'a dyn Fn() -> Option<String>) -> HostName<'a> {
+        HostName { read, name: None }
+    }
+
+    /// `value` with each `{hostname}` replaced by the host name and each `{{hostname}}` by a
+    /// literal `{hostname}`; nothing else changes. Err: why the host name cannot be used.
+    pub(super) fn expand(&mut self, value: &str) -> Result<String, String> {
+        let mut expanded = String::with_capacity(value.len());
+        let mut rest = value;
+        while let Some(at) = rest.find('{') {
+            expanded.push_str(&rest[..at]);
+            rest = &rest[at..];
+            if let Some(after) = rest.strip_prefix(LITERAL_HOST_NAME) {
+                expanded.push_str(HOST_NAME);
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix(HOST_NAME) {
+                expanded.push_str(self.name()?);
+                rest = after;
+            } else {
+                expanded.push('{');
+                rest = &rest[1..];
+            }
+        }
+        expanded.push_str(rest);
+        Ok(expanded)
+    }
+
+    /// The host name, if it is one: printable ASCII, as host names are, and so a valid header
+    /// value too.
+    fn name(&mut self) -> Result<&str, String> {
+        let read = self.read;
+        let name = self.name.get_or_insert_with(|| match read() {
+            None => Err("the host name cannot be read".to_owned()),
+            Some(name) if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) => {
+                Err(format!(
+                    "the host name '{}' is not printable ASCII",
+                    escape_controls(&name)
+                ))
+            }
+            Some(name) => Ok(name),
+        });
+        name.as_deref()
+            .map_err(|why| format!("{HOST_NAME} cannot be replaced: {why}"))
+    }
 }

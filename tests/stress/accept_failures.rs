@@ -1,6 +1,5 @@
 //! Accept failures for want of descriptors: tiny_http's accept loop ends on its first error and
-//! panics in `try_clone` when the last descriptor went to the accepted socket (issue 5 item 1,
-//! issue 8 item 6).
+//! panics in `try_clone` when the last descriptor went to the accepted socket.
 
 use std::collections::HashSet;
 
@@ -142,7 +141,7 @@ fn descriptor_exhaustion(free: usize, what: &str) {
     );
 }
 
-/// Issue 8 item 6 (issue 5 item 1's own scenario): an open-files limit of 128 and 200 sockets
+/// Out of descriptors while clients stall: an open-files limit of 128 and 200 sockets
 /// stalled in their heads, then closed; a new connection must be served within a second of the
 /// close, twenty runs in a row, and a keep-alive client connected before is served during and
 /// after. Before the guard, accept() failed (EMFILE, or tiny_http's accept thread panicked on
@@ -231,7 +230,7 @@ fn stalled_against_open_files_limit(limit: u64, run: usize) -> Duration {
     recovery
 }
 
-/// Item 1: accept() failing with EMFILE, the descriptor limit reached exactly. hellod's `accept4`
+/// accept() failing with EMFILE, the descriptor limit reached exactly. hellod's `accept4`
 /// waits for a close instead of failing (tiny_http's accept loop would end), so all that shows
 /// is a new connection left in the backlog.
 #[cfg(target_os = "linux")]
@@ -241,7 +240,7 @@ fn recovers_after_accept_fails_with_emfile() {
     descriptor_exhaustion(0, "accept() EMFILE");
 }
 
-/// Item 1: one descriptor left, which accept() would take and the `try_clone().unwrap()` of the
+/// One descriptor left, which accept() would take and the `try_clone().unwrap()` of the
 /// accepted socket in tiny_http's accept thread would then need one more of (a panic that ended
 /// the accept loop). hellod keeps a descriptor in reserve: no panic, and every connection is
 /// served in turn.

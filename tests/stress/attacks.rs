@@ -1,5 +1,5 @@
-//! Cheap clients that held what they took for good, or for as long as they liked (issue 8 items
-//! 2 and 4): request lines tiny_http deadlocks a thread on, and heads trickled a byte at a time.
+//! Cheap clients that held what they took for good, or for as long as they liked: request lines
+//! tiny_http deadlocks a thread on, and heads trickled a byte at a time.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use crate::common::{DEADLINE, Server, Usage, quantile, timed_greeting, wait_for};
 use crate::{current, settle};
 
-/// Issue 8 item 2: 1,000 connections each send an `HTTP/2.0` or `HTTP/3.0` request line or the
-/// h2c preface, then leave. tiny_http deadlocks the connection's thread on each (in
-/// `ClientConnection::next`, the 505's writer waits for the request's own): before the guard,
-/// +997 threads, +2,000 descriptors and +17 MiB held until exit, and every stop waited the whole
-/// grace period. Within 10 s the same process must be back near idle; a GET every 50 ms
-/// meanwhile never fails; a SIGTERM afterwards exits 0 in under a second.
+/// Request lines tiny_http cannot answer: 1,000 connections each send an `HTTP/2.0` or
+/// `HTTP/3.0` request line or the h2c preface, then leave. tiny_http deadlocks the connection's
+/// thread on each (in `ClientConnection::next`, the 505's writer waits for the request's own):
+/// before the guard, +997 threads, +2,000 descriptors and +17 MiB held until exit, and every stop
+/// waited the whole grace period. Within 10 s the same process must be back near idle; a GET
+/// every 50 ms meanwhile never fails; a SIGTERM afterwards exits 0 in under a second.
 #[test]
 #[ignore]
 fn a_thousand_http2_and_http3_request_lines_leave_nothing_behind() {
@@ -50,7 +50,7 @@ fn a_thousand_http2_and_http3_request_lines_leave_nothing_behind() {
                     failed += 1;
                 }
                 asked.fetch_add(1, Ordering::Relaxed);
-                // The pace of the issue's prober, not a wait for anything.
+                // A prober's pace, a greeting every 50 ms, not a wait for anything.
                 thread::sleep(Duration::from_millis(50).saturating_sub(at.elapsed()));
             }
             failed
@@ -142,7 +142,7 @@ impl Trickler {
     }
 }
 
-/// Issue 8 item 4: 200 clients with `--read-timeout 2` each send their request head a byte
+/// Trickled heads: 200 clients with `--read-timeout 2` each send their request head a byte
 /// every 0.5 s. The read timeout alone restarted at each byte, so they held their connections
 /// for as long as they kept trickling; the head's deadline (the read timeout from its first
 /// byte) must close every one within 6 s of its first byte.

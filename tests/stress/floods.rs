@@ -1,4 +1,4 @@
-//! Floods of 10,000 connections (issue 5 item 4).
+//! Floods of 10,000 connections.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -13,7 +13,7 @@ use crate::common::{
 };
 use crate::{GREETING, back_to_idle, current, settle, shown};
 
-/// Item 4: 10,000 connections opened as fast as possible, each sending a request at once, with
+/// 10,000 connections opened as fast as possible, each sending a request at once, with
 /// `Connection: close` (the server closes each once answered). Every one is answered or
 /// cleanly refused (connect refused or timed out, closed or reset before any byte of answer, or
 /// a whole 503 past hellod's connection limit); nothing half-answered, no crash; memory goes back
@@ -25,7 +25,7 @@ fn flood_of_ten_thousand_connections() {
     flood(false);
 }
 
-/// Item 4 again, with keep-alive requests: each connection holds a tiny_http thread and two
+/// The same flood with keep-alive requests: each connection holds a tiny_http thread and two
 /// descriptors until the client reads its answer and leaves, so the flood costs the most it
 /// can. With the usual hard limit of open files (hellod needs two per connection) the last
 /// ones wait for descriptors, in the backlog, until earlier clients leave.

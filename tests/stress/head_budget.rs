@@ -1,4 +1,4 @@
-//! What request heads cost, and the budget that bounds it (issue 8 item 1). tiny_http reads a
+//! What request heads cost, and the budget that bounds it. tiny_http reads a
 //! header line into a buffer that doubles with no limit and keeps every header it is sent; hellod
 //! refuses a head past `--max-header-size` (64 KiB by default) or past 100 header fields with a
 //! 431 as soon as the byte that crosses the budget arrives, before tiny_http buffers more.
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::common::{self, DEADLINE, Ending, Server, Usage, read_until_close};
 use crate::{current, peak_memory_kib, reset_peak_memory, settle};
 
-/// The issue's bounds on peak resident memory above idle.
+/// The bounds on peak resident memory above idle that the budget must keep.
 const ONE_LINE_BOUND_KIB: u64 = 16 * 1024;
 const HUNDRED_LINES_BOUND_KIB: u64 = 48 * 1024;
 const MANY_HEADERS_BOUND_KIB: u64 = 16 * 1024;
@@ -36,8 +36,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// Refused as issue 8 asks: closed by the server, with a 431 where the client could read
-    /// one (a reset may destroy it in flight) and nothing else.
+    /// Refused as a head past the limits must be: closed by the server, with a 431 where the
+    /// client could read one (a reset may destroy it in flight) and nothing else.
     fn refused(&self) -> bool {
         self.ending != Ending::StillOpen && matches!(self.statuses.as_deref(), Ok([] | [431]))
     }
@@ -92,7 +92,7 @@ fn idle(server: &Server) -> Usage {
     current(server)
 }
 
-/// Issue 8 item 1: one connection streams a 512 MiB header line. Before the budget, tiny_http
+/// One huge header line: one connection streams a 512 MiB header line. Before the budget, tiny_http
 /// read all of it into one buffer: +1,023 MiB at the peak.
 #[test]
 #[ignore]
@@ -120,8 +120,8 @@ fn a_512_mib_header_line_is_refused_in_bounded_memory() {
     assert!(crate::common::timed_greeting(server.addr, DEADLINE).is_some());
 }
 
-/// Issue 8 item 1: 100 connections send 1 MiB header lines at once. Before the budget: +101 MiB
-/// at the peak, and none cut.
+/// Many huge header lines: 100 connections send 1 MiB header lines at once. Before the budget:
+/// +101 MiB at the peak, and none cut.
 #[test]
 #[ignore]
 fn a_hundred_1_mib_header_lines_at_once_are_refused_in_bounded_memory() {
@@ -158,7 +158,7 @@ fn a_hundred_1_mib_header_lines_at_once_are_refused_in_bounded_memory() {
     );
 }
 
-/// Issue 8 item 1: one head of 100,000 small headers (1.2 MiB), which tiny_http kept every one
+/// Many small headers: one head of 100,000 small headers (1.2 MiB), which tiny_http kept every one
 /// of and answered.
 #[test]
 #[ignore]

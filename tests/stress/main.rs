@@ -1,4 +1,4 @@
-//! The heavy cases of issues 5 and 8, against the release binary, one at a time:
+//! The heavy robustness cases, against the release binary, one at a time:
 //!
 //! ```text
 //! cargo test --release --test stress -- --ignored --test-threads=1 --nocapture
@@ -6,9 +6,9 @@
 //!
 //! (`tests/stress.sh` runs them so, with the open-files limit raised). Each is bounded in time
 //! and prints what it measured: resident memory, threads, descriptors, latencies, recovery
-//! times. Only the timings the issues name are asserted: a p99 under 10 ms beside stalled
-//! clients, serving again within one second of the end of an accept failure, and the bounds of
-//! issue 8 (a head's deadline, a stop after an attack).
+//! times. Only the timings hellod promises are asserted: a p99 under 10 ms beside stalled
+//! clients, serving again within one second of the end of an accept failure, and the bounds
+//! against attacks (a head's deadline, a stop after an attack).
 
 // Linux only: these read /proc (threads, descriptors, socket queues) and set process limits.
 #![cfg(target_os = "linux")]
@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 use common::{DEADLINE, Server, Usage, parse_responses, timed_greeting, usage, wait_for};
 
 const GREETING: &[u8] = b"Hello, World!";
-/// The issue's bound on serving again once an accept failure's cause is gone.
+/// The bound on serving again once an accept failure's cause is gone.
 const RECOVERY_BOUND: Duration = Duration::from_secs(1);
-/// The issue's bound on the p99 of a normal request beside stalled clients.
+/// The bound on the p99 of a normal request beside stalled clients.
 const P99_BOUND: Duration = Duration::from_millis(10);
 
 fn current(server: &Server) -> Usage {

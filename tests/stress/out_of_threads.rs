@@ -1,5 +1,4 @@
-//! Running out of threads: every `thread::spawn` failing, in tiny_http and in hellod (issue 5
-//! item 1).
+//! Running out of threads: every `thread::spawn` failing, in tiny_http and in hellod.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -13,8 +12,8 @@ use crate::{
     time_to_first_greeting,
 };
 
-/// Item 1 with threads as the exhausted limit. hellod runs as a user of its own under a process
-/// limit (RLIMIT_NPROC, which root ignores, counts every thread of the user), and other
+/// Accept failures with threads as the exhausted limit. hellod runs as a user of its own under a
+/// process limit (RLIMIT_NPROC, which root ignores, counts every thread of the user), and other
 /// processes of that user take up what is left: every `thread::spawn` fails. New connections,
 /// more than tiny_http's idle pool threads, make its accept thread spawn one: a panic there,
 /// contained, that ends the accept loop; the supervisor's new one cannot start either

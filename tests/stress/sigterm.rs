@@ -1,4 +1,4 @@
-//! SIGTERM under load (issue 5 item 5).
+//! SIGTERM under load.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::common::{DEADLINE, Server, wait_for};
 use crate::{read_one_response, shown};
 
-/// Item 5: SIGTERM while wrk runs 256 connections, and tracked clients beside it. Exit 0 within
+/// SIGTERM while wrk runs 256 connections, and tracked clients beside it. Exit 0 within
 /// the grace period; from the signal on, connections are refused (once refused, never accepted
 /// again); every answer hellod logged reached its client and every answer a client got was
 /// logged; no client got a 500 or half an answer; what went unanswered is at most the one

@@ -1,4 +1,4 @@
-//! The soak: minutes of mixed load with connection churn (issue 5 item 6).
+//! The soak: minutes of mixed load with connection churn.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::common::{DEADLINE, Ending, Server, parse_responses, read_until_close, timed_greeting};
 use crate::{back_to_idle, current, highest_usage, read_one_response, shown};
 
-/// Item 6: three minutes (HELLOD_SOAK_SECONDS to change it) of mixed load with connection
+/// Three minutes (HELLOD_SOAK_SECONDS to change it) of mixed load with connection
 /// churn: keep-alive, close, pipelined, slow and stalling clients and bodies. Afterwards memory,
 /// threads and descriptors return to within a small margin of their idle values.
 #[cfg(target_os = "linux")]

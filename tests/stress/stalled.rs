@@ -1,4 +1,4 @@
-//! Clients stalled in their heads or bodies, beside normal requests (issue 5 item 3).
+//! Clients stalled in their heads or bodies, beside normal requests.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::{self, DEADLINE, Server, quantile, timed_greeting, wait_for};
 use crate::{P99_BOUND, back_to_idle, current, settle, stalled_connections};
 
-/// Item 3: 2,000 connections stalled in their request headers. A normal request still gets the
+/// 2,000 connections stalled in their request headers. A normal request still gets the
 /// greeting with p99 under 10 ms; the stalled ones cost memory, threads and descriptors until
 /// the read timeout closes them, and what they cost is released.
 #[cfg(target_os = "linux")]
@@ -56,7 +56,7 @@ fn two_thousand_stalled_connections() {
     );
 }
 
-/// Item 3: twice as many clients as workers, each stalled inside a body shorter than its
+/// Twice as many clients as workers, each stalled inside a body shorter than its
 /// Content-Length (above 1 KiB, read lazily on a thread of its own, and below, read by tiny_http
 /// before the request is queued), beside a normal request's p99.
 #[cfg(target_os = "linux")]
