@@ -109,7 +109,8 @@ pub(super) struct State {
 impl State {
     /// Brings this connection's share of [`HEAD_BYTES`] up to date; returns the new total.
     fn count_head_bytes(&mut self) -> usize {
-        let now = self.framing.held_bytes() + self.prefetched.len();
+        // What the room read of a head is what the framing counts of it: not twice.
+        let now = self.framing.held_bytes().max(self.prefetched.len());
         let total = if now >= self.head_bytes {
             HEAD_BYTES.fetch_add(now - self.head_bytes, Relaxed) + (now - self.head_bytes)
         } else {

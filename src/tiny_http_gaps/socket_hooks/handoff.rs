@@ -191,26 +191,48 @@ pub(super) fn closed(connection: &Connection, in_hand: bool) {
     }
 }
 
-/// Each pool thread's eventfd, made at its first linger and closed when the thread ends.
-struct ThreadWake(RawFd);
+/// Each pool thread's eventfd, taken at its first linger and closed when the thread ends.
+struct ThreadWake(std::cell::Cell<RawFd>);
 
 impl Drop for ThreadWake {
     fn drop(&mut self) {
-        if self.0 >= 0 {
-            sys::close(self.0);
+        if self.0.get() >= 0 {
+            sys::close(self.0.get());
         }
     }
 }
 
 thread_local! {
-    static THREAD_WAKE: ThreadWake = ThreadWake(sys::eventfd().unwrap_or(-1));
+    static THREAD_WAKE: ThreadWake = const { ThreadWake(std::cell::Cell::new(-1)) };
 }
+
+/// An eventfd made by the accept thread before it frees the reserve, for the next pool thread
+/// that lingers: one made by the pool thread itself could take the descriptor the reserve just
+/// freed for tiny_http's `try_clone`.
+static SPARE_WAKE: AtomicI32 = AtomicI32::new(-1);
 
 fn thread_wake() -> Option<RawFd> {
     THREAD_WAKE
-        .try_with(|wake| wake.0)
+        .try_with(|wake| {
+            if wake.0.get() < 0 {
+                wake.0.set(SPARE_WAKE.swap(-1, Relaxed));
+            }
+            wake.0.get()
+        })
         .ok()
         .filter(|&fd| fd >= 0)
+}
+
+/// Before a hand-over, while the reserve is held: a spare eventfd for the next lingering thread.
+pub(super) fn make_spare_wake() {
+    if SPARE_WAKE.load(Relaxed) < 0
+        && let Some(fd) = sys::eventfd()
+        && SPARE_WAKE
+            .compare_exchange(-1, fd, Relaxed, Relaxed)
+            .is_err()
+    {
+        sys::close(fd);
+    }
 }
 
 /// One descriptor kept free for tiny_http, which duplicates each socket it is handed

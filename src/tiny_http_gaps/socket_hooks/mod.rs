@@ -141,6 +141,7 @@ pub unsafe extern "C" fn accept4(
         handoff::wait_for_a_close();
     }
     let connection = handoff::next_for_tiny_http();
+    handoff::make_spare_wake();
     handoff::release_reserve();
     if !addr.is_null() && !len.is_null() {
         let peer = socket2::SockAddr::from(connection.peer);
