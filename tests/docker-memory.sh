@@ -36,6 +36,7 @@ attack_from_inside() {
 }
 # Read by memory_attacks for its fits check; set by memory_charge.
 connection_charge=
+served_charge=
 
 # As shipped, plus a restart policy as an orchestrator has: a restart would show.
 memory_run_flags=(
@@ -126,7 +127,9 @@ memory_charge() {
     check "the cgroup charges per connection stalled in its head $charge_figures (--memory 256m)"
     charge_of "$1" busy
     check "the cgroup charges per busy keep-alive connection $charge_figures (--memory 256m)"
-    connection_charge=$((charge > stalled ? charge : stalled))
+    # A connection waits (costs its socket, like a stalled one) unless it is served (busy).
+    connection_charge=$stalled
+    served_charge=$charge
     # Room for the heads' budget (a 16th of the limit) to hold 1,000 such heads.
     charge_memory=1g charge_of "$1" stall --bytes 60000
     echo "docker: measured: per connection stalled after 60,000 bytes of its head" \
@@ -172,13 +175,16 @@ memory_attacks() {
         # one): the memory limit must allow fewer, or this run does not test its derivation.
         local files
         files=$(awk '/^Max open files/ {print $5}' "/proc/$host_pid/limits")
-        [ "$files" = unlimited ] || [ "$limit" -lt $(((files - 32) / 2)) ] ||
+        # One descriptor a waiting connection, two more a served one.
+        local serving
+        serving=$(sed -nE 's/.*, ([0-9]+) served at once.*/\1/p' <<<"$readiness")
+        [ "$files" = unlimited ] || [ "$limit" -lt $((files - 32 - 2 * ${serving:-0})) ] ||
             fail "the default connection limit $limit comes from the open-files limit $files," \
                 "not from the 64 MiB limit"
         if [ -n "$connection_charge" ]; then
-            local predicted=$(($(memory_usage "$cgroup") + limit * connection_charge))
+            local predicted=$(($(memory_usage "$cgroup") + limit * connection_charge + ${serving:-0} * served_charge))
             [ "$predicted" -lt $((64 << 20)) ] ||
-                fail "$limit connections at $connection_charge bytes would need $(mib "$predicted") MiB"
+                fail "$limit connections at $connection_charge bytes, ${serving:-0} served at $served_charge, would need $(mib "$predicted") MiB"
             check "default limit $limit connections from the 64 MiB limit: at the measured charge" \
                 "they need $(mib "$predicted") MiB"
         fi
