@@ -7,6 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::tiny_http_gaps;
 
+/// On a stop, a connection with nothing in flight is closed once it has been quiet this long
+/// since the stop (or since its last answer): a request already on its way is answered, not
+/// dropped, and a load balancer has time to see the listening socket refuse and move on. At most
+/// half the grace period.
+pub const QUIET_BEFORE_CLOSE: Duration = Duration::from_secs(1);
+
 /// SIGTERM and SIGINT (Unix) or console events (Windows), waited for without a thread of their
 /// own. With handlers installed, the signals also work when hellod is PID 1 in a container, where
 /// the kernel ignores unhandled ones.
