@@ -98,10 +98,19 @@ impl Greeting {
         }
     }
 
-    /// The response to `request`, dated by `date`. tiny_http adds a `Date` only where there is
-    /// none.
-    pub fn response(&self, request: &Request, date: &mut DateHeader) -> Response<&'static [u8]> {
-        let fixed = &self.headers[Connection::of(request) as usize];
+    /// The response to `request`, dated by `date`; `closing`: it says the connection closes.
+    /// tiny_http adds a `Date` only where there is none.
+    pub fn response(
+        &self,
+        request: &Request,
+        date: &mut DateHeader,
+        closing: bool,
+    ) -> Response<&'static [u8]> {
+        let connection = match closing {
+            true => Connection::Close,
+            false => Connection::of(request),
+        };
+        let fixed = &self.headers[connection as usize];
         let mut headers = Vec::with_capacity(fixed.len() + 1);
         headers.push(date.now());
         headers.extend_from_slice(fixed);

@@ -13,15 +13,25 @@ use crate::tiny_http_gaps;
 /// Go's backlog; the kernel caps it at `net.core.somaxconn`. tiny_http's own bind uses 128.
 const BACKLOG: i32 = 4096;
 
+/// The listening socket, and whose it is.
+pub struct Listening {
+    pub socket: TcpListener,
+    /// Passed by systemd, which keeps it open across restarts: a stop must leave it listening.
+    pub from_systemd: bool,
+}
+
 /// Opens the listening socket, ready for tiny_http: the one systemd passed, if it did, else a new
 /// one bound to `listen`.
-pub fn open(listen: Listen, read_timeout: Duration) -> io::Result<TcpListener> {
-    let socket = match systemd_socket()? {
-        Some(socket) => socket,
-        None => bind_listen(listen)?,
+pub fn open(listen: Listen, read_timeout: Duration) -> io::Result<Listening> {
+    let (socket, from_systemd) = match systemd_socket()? {
+        Some(socket) => (socket, true),
+        None => (bind_listen(listen)?, false),
     };
     tiny_http_gaps::tune_listener(&socket, read_timeout)?;
-    Ok(socket.into())
+    Ok(Listening {
+        socket: socket.into(),
+        from_systemd,
+    })
 }
 
 fn bind_listen(listen: Listen) -> io::Result<Socket> {

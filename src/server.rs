@@ -15,10 +15,11 @@ use tiny_http::{Request, Server};
 
 use crate::config::{Config, MAX_BODY_BYTES, MAX_HEADER_FIELDS};
 use crate::greeting::{DateHeader, Greeting, access_log_line, log_line};
+use crate::listener::{self, Listening};
+use crate::process;
 use crate::shutdown::{self, StopSignals};
 use crate::tiny_http_gaps::framing::Limits;
 use crate::tiny_http_gaps::{self, AcceptLoop, Guard, Refusal};
-use crate::{listener, process};
 
 /// How often the supervisor checks that the accept loop still runs, and that no worker is stuck
 /// on a client that does not read.
@@ -71,13 +72,17 @@ struct Pulse {
 /// Serves until SIGTERM or SIGINT, then drains within the grace period.
 pub fn run(config: Config) -> Result<(), ServeError> {
     process::raise_open_files_limit();
-    let listener = listener::open(config.listen, config.read_timeout)
+    let listening = listener::open(config.listen, config.read_timeout)
         .map_err(context(format!("cannot listen on {}", config.listen)))?;
-    let local_addr = listener.local_addr().map_err(context("listening socket"))?;
-    serve(listener, local_addr, config)
+    serve(listening, config)
 }
 
-fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Result<(), ServeError> {
+fn serve(listening: Listening, config: Config) -> Result<(), ServeError> {
+    let Listening {
+        socket: listener,
+        from_systemd,
+    } = listening;
+    let local_addr = listener.local_addr().map_err(context("listening socket"))?;
     let signals = StopSignals::install().map_err(context("cannot handle signals"))?;
     tiny_http_gaps::install_panic_hook();
     let max_serving = config.max_serving.unwrap_or_else(process::serving_allowed);
@@ -156,9 +161,9 @@ fn serve(listener: TcpListener, local_addr: SocketAddr, config: Config) -> Resul
         }
     };
 
-    serving.stopping.store(true, Ordering::Relaxed);
+    serving.stopping.store(true, Ordering::SeqCst);
     println!("hellod: {signal} received, stopping");
-    match shutdown::drain(listener, config.grace, || serving.answering()) {
+    match shutdown::drain(listener, from_systemd, config.grace, || serving.answering()) {
         None => {}
         Some(0) => println!("hellod: grace period over, closing the connections still open"),
         Some(open) => {
@@ -309,8 +314,11 @@ impl Serving {
             let bytes = self.greeting.body_len(&request);
             access_log_line(&request, self.greeting.status(), bytes)
         });
-        let response = self.greeting.response(&request, date);
         let client = request.remote_addr().copied();
+        // Read after a stop began: the connection's last answer says it closes.
+        let closing =
+            self.stopping.load(Ordering::SeqCst) && tiny_http_gaps::ends_its_connection(client);
+        let response = self.greeting.response(&request, date, closing);
         // A client gone before its answer is no concern of the server's; tiny_http may panic after
         // the answer went out, throwing away an unread body, and the answer is still logged.
         tiny_http_gaps::contain(|| {

@@ -113,23 +113,34 @@ mod console {
     }
 }
 
-/// Stops accepting at once (connections waiting in the backlog are refused), then lets the
-/// requests already read be answered, for at most `grace`. `answering` tells whether any request
-/// received is still being answered. Returns None when all were answered in time, else the number
-/// of clients still connected (0 where hellod cannot see its connections: off Linux).
+/// Stops accepting at once, then lets every request that arrives on an open connection be read
+/// and answered (the last answer on each saying that it closes), for at most `grace`. Where
+/// hellod sees its connections (Linux) it waits for each to close, one with nothing in flight
+/// once it has been quiet for [`QUIET_BEFORE_CLOSE`]; elsewhere only for the answers being
+/// written. `answering` tells whether any request received is still being answered. Returns None
+/// when all were done in time, else the number of clients still connected (0 where hellod cannot
+/// see its connections).
 pub fn drain(
     listener: TcpListener,
+    from_systemd: bool,
     grace: Duration,
     answering: impl Fn() -> bool,
 ) -> Option<usize> {
     let deadline = Instant::now() + grace;
-    stop_accepting(listener);
+    let quiet = QUIET_BEFORE_CLOSE.min(grace / 2);
+    // Off Linux, the socket is shut here; on Linux the waiting room shuts it (kept till the end).
+    let _listener = match tiny_http_gaps::stop_gently(quiet, from_systemd) {
+        true => Some(listener),
+        false => {
+            stop_accepting(listener);
+            None
+        }
+    };
     // Idle at two checks in a row: a request taken from tiny_http's queue just before the first
     // check is marked as being answered by the second.
     let mut idle_checks = 0;
     loop {
-        // Again on every round: a connection accepted just before the listener shut is shut too.
-        let connected = tiny_http_gaps::shut_connection_reads();
+        let connected = tiny_http_gaps::open_connections();
         idle_checks = if connected == 0 && !answering() {
             idle_checks + 1
         } else {
@@ -145,8 +156,8 @@ pub fn drain(
     }
 }
 
-/// On Linux, shutting the listening socket refuses new connections and wakes the accept loop,
-/// which then ends.
+/// Off Linux and Windows (macOS), shutting the listening socket refuses new connections and wakes
+/// the accept loop, which then ends.
 #[cfg(not(windows))]
 fn stop_accepting(listener: TcpListener) {
     let _ = socket2::SockRef::from(&listener).shutdown(std::net::Shutdown::Read);

@@ -6,7 +6,9 @@
 # of deploy/systemd/hellod.service as far as this machine can without systemd as PID 1: the
 # unit's Environment= lines, an empty network namespace (PrivateNetwork=yes), an unprivileged uid,
 # no capabilities, no new privileges (DynamicUser=yes, CapabilityBoundingSet=, NoNewPrivileges=yes).
-# The units themselves are checked with systemd-analyze by tests/manifests.sh.
+# The third holds the socket itself, as systemd does, and restarts hellod under load on it
+# (tests/systemd-restart.py). The units themselves are checked with systemd-analyze by
+# tests/manifests.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -128,5 +130,9 @@ status=/proc/$pid/status
 [ "$(awk '/^NoNewPrivs:/ {print $2}' "$status")" = 1 ] || fail "new privileges allowed"
 check "hellod served from an empty network namespace as uid 65534, no capabilities, NoNewPrivs"
 stop sandboxed
+
+echo "systemd: 3. a restart refuses nothing: the socket stays systemd's across a stop"
+python3 tests/systemd-restart.py "$binary" || fail "a restart under socket activation lost requests"
+check "restart under load: every connection accepted, every request answered, exit codes 0"
 
 echo "systemd: all checks passed"

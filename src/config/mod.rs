@@ -144,7 +144,10 @@ Options (each can also be set by the environment variable shown; a flag wins):
                                         without a body [default: {DEFAULT_STATUS}]
   --access-log          HELLOD_ACCESS_LOG=1
                                         one line per request on stdout, control bytes escaped [default: off]
-  --grace SECONDS       HELLOD_GRACE    longest a stop on SIGTERM/SIGINT (Ctrl-C) may take [default: {DEFAULT_GRACE_SECS}]
+  --grace SECONDS       HELLOD_GRACE    longest a stop on SIGTERM/SIGINT (Ctrl-C) may take: new connections
+                                        are refused at once; each open one is read on, its last answer
+                                        says Connection: close, or it is closed once quiet for {quiet}
+                                        (at most half the grace) [default: {DEFAULT_GRACE_SECS}]
   --read-timeout SECONDS HELLOD_READ_TIMEOUT
                                         a connection silent (or not reading) this long is closed, and a
                                         request head must arrive whole this long after its first byte
@@ -198,6 +201,7 @@ Exit codes: 0 stopped by SIGTERM/SIGINT (Ctrl-C), 1 runtime failure (e.g. addres
         head_share = process::HEAD_SHARE,
         head_budget = size(process::DEFAULT_HEAD_BUDGET),
         healthcheck_timeout = seconds(healthcheck::TIMEOUT),
+        quiet = seconds(crate::shutdown::QUIET_BEFORE_CLOSE),
     )
 }
 

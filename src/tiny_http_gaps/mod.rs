@@ -69,19 +69,44 @@ pub fn install_guard(
 }
 
 /// tiny_http gives no way to close a connection: a `Connection: close` header set on a response
-/// is dropped, and a keep-alive connection stays open for as long as its client keeps it. To stop
-/// cleanly, hellod shuts the reading side of every open connection: tiny_http's connection
-/// threads see the end of the stream and read no more requests, the requests already read are
-/// answered, and then tiny_http closes the sockets. Returns the connections still open.
+/// is dropped, and a keep-alive connection stays open for as long as its client keeps it. So a
+/// stop is the socket hooks' (see `socket_hooks::stop`): the waiting room accepts no more, each
+/// connection is read on and answered until its last answer, which says it closes, or until it
+/// has been quiet for `quiet`. False where there are no hooks: off Linux, where hellod cannot see
+/// its connections.
 #[cfg(target_os = "linux")]
-pub fn shut_connection_reads() -> usize {
-    socket_hooks::shut_connections(std::net::Shutdown::Read, |_| true);
+pub fn stop_gently(quiet: Duration, keep_listening: bool) -> bool {
+    socket_hooks::stop(quiet, keep_listening);
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn stop_gently(_quiet: Duration, _keep_listening: bool) -> bool {
+    false
+}
+
+/// Connections open now (0 where hellod cannot see them).
+#[cfg(target_os = "linux")]
+pub fn open_connections() -> usize {
     socket_hooks::open_connections()
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn shut_connection_reads() -> usize {
+pub fn open_connections() -> usize {
     0
+}
+
+/// During a stop: whether the answer to a request from `client` is its connection's last, to say
+/// `Connection: close` (then tiny_http reads nothing after that request). Off Linux every answer
+/// of a stop is: the process ends once they are out.
+#[cfg(target_os = "linux")]
+pub fn ends_its_connection(client: Option<SocketAddr>) -> bool {
+    client.is_none_or(socket_hooks::end_after_answer)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn ends_its_connection(_client: Option<SocketAddr>) -> bool {
+    true
 }
 
 /// A request from `client` has been answered: the socket hooks let its connection read on.

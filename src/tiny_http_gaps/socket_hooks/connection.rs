@@ -55,7 +55,8 @@ pub(super) enum Stage {
     /// hellod's workers answer them.
     Served,
     /// Served everything up to a request boundary: its pool thread waits in `recv` for the next
-    /// request, for at most [`LINGER`], or until the hand-off asks for its slot.
+    /// request, for at most [`LINGER`], or until the hand-off asks for its slot or a stop ends
+    /// the stream after an answer.
     Lingering(Linger),
     /// Its pool thread was told the stream ended. tiny_http tears the connection down, its
     /// shutdowns are swallowed, and its close of `fd` (after the last answer went out) returns the
@@ -69,6 +70,17 @@ pub(super) struct Linger {
     pub(super) wake: RawFd,
     /// The hand-off wants the slot back.
     pub(super) asked: bool,
+    /// `wake` was signalled (and must be drained).
+    pub(super) woken: bool,
+}
+
+impl Linger {
+    fn wake(&mut self) {
+        if !self.woken {
+            self.woken = true;
+            sys::signal_eventfd(self.wake);
+        }
+    }
 }
 
 /// One accepted connection. `fd`, the descriptor the waiting room accepted, stays open from the
@@ -253,9 +265,10 @@ impl Connection {
     }
 
     /// At a request boundary, the pool thread waits for the next request, at most [`LINGER`] and
-    /// the keep-alive timeout, or until the hand-off asks for the slot: then (None) the connection
-    /// is given back, its stream seen by tiny_http to end where no request has begun, which
-    /// tiny_http ends silently. Bytes that arrive meanwhile stay in the socket for the waiting room.
+    /// the keep-alive timeout, or until it is woken: the hand-off asks for the slot, or the stream
+    /// was ended after an answer. Then (None) the connection is given back, its stream seen by
+    /// tiny_http to end where no request has begun, which tiny_http ends silently. Bytes that
+    /// arrive meanwhile stay in the socket for the waiting room.
     fn linger<'a>(
         self: &'a Arc<Self>,
         mut state: MutexGuard<'a, State>,
@@ -269,15 +282,25 @@ impl Connection {
         let wake = handoff::start_lingering(self);
         let mut state = self.state();
         let mut asked = false;
-        // None: the slot is wanted now, or there is no eventfd to be woken by.
+        // None: no lingering (the slot is wanted now, a stop, no eventfd to be woken by).
         if let Some(wake) = wake {
-            drop(state);
-            let readable = sys::poll_readable([fd, wake], sys::millis_until(until));
-            state = self.state();
-            asked = state.stage == Stage::Lingering(Linger { wake, asked: true });
-            if asked {
-                sys::drain_eventfd(wake);
-            } else if readable.is_some_and(|[data, _]| data) {
+            let readable = if state.framing.is_stopped() {
+                None
+            } else {
+                drop(state);
+                let readable = sys::poll_readable([fd, wake], sys::millis_until(until));
+                state = self.state();
+                readable
+            };
+            // Only this thread moves a lingering connection on.
+            if let Stage::Lingering(linger) = state.stage {
+                asked = linger.asked;
+                if linger.woken {
+                    sys::drain_eventfd(wake);
+                }
+            }
+            let data = readable.is_some_and(|[data, _]| data);
+            if data && !asked && !state.framing.is_stopped() {
                 state.stage = Stage::Served;
                 return Some(state);
             }
@@ -300,11 +323,27 @@ impl Connection {
         match &mut state.stage {
             Stage::Lingering(linger) if !linger.asked => {
                 linger.asked = true;
-                sys::signal_eventfd(linger.wake);
+                linger.wake();
                 true
             }
             _ => false,
         }
+    }
+
+    /// During a stop, before a worker answers a request of this connection: if it is the last one
+    /// read, its answer says `Connection: close` (true) and tiny_http reads nothing after it; the
+    /// connection then closes once that answer is out. With more requests read (pipelined), this
+    /// answer keeps the connection open for theirs.
+    pub(super) fn end_after_answer(&self) -> bool {
+        let mut state = self.state();
+        if state.framing.requests_ahead() > 1 {
+            return false;
+        }
+        state.framing.stop();
+        if let Stage::Lingering(linger) = &mut state.stage {
+            linger.wake();
+        }
+        true
     }
 
     pub(super) fn answered(&self) {

@@ -145,22 +145,34 @@ pub(super) fn take_up(fd: RawFd) -> Option<Arc<Connection>> {
 }
 
 /// A served connection's pool thread is about to linger at a request boundary: it may, with the
-/// thread's eventfd to be woken by, unless its slot is wanted now (then it gives the connection
-/// back at once) or the thread has no eventfd. `stage` (under the connection's lock, taken after
+/// thread's eventfd to be woken by, unless its slot is wanted now or hellod is stopping (then it
+/// gives the connection back at once) or the thread has no eventfd. `stage` (under the connection's lock, taken after
 /// the hand-off's) is set to lingering here, so that no ask can come between.
 pub(super) fn start_lingering(connection: &Arc<Connection>) -> Option<RawFd> {
     let wake = thread_wake()?;
     let mut handoff = handoff();
     let pool_full = handoff.in_hand >= settings().guard.max_serving;
-    if pool_full && handoff.ready.len() > handoff.asked {
+    // Under the hand-off's lock: a stop asks back every connection lingering when it begins.
+    if pool_full && handoff.ready.len() > handoff.asked || super::stopping().is_some() {
         return None;
     }
     if handoff.lingering.len() > 2 * handoff.in_hand + 64 {
         handoff.lingering.retain(|c| c.is_lingering());
     }
     handoff.lingering.push_back(connection.clone());
-    connection.state().stage = Stage::Lingering(Linger { wake, asked: false });
+    connection.state().stage = Stage::Lingering(Linger {
+        wake,
+        asked: false,
+        woken: false,
+    });
     Some(wake)
+}
+
+/// A stop: every lingering connection is asked to give its slot back.
+pub(super) fn ask_all_back() {
+    let mut handoff = handoff();
+    let all = handoff.asked + handoff.lingering.len();
+    handoff.ask_back(all);
 }
 
 /// A connection's pool thread gave it back: its slot is free.

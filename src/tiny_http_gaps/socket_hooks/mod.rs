@@ -26,6 +26,12 @@
 //! - `close` of the connection's own descriptor at the end of a give-back returns it to the
 //!   room, still open (`Waiting`); any other close forgets it.
 //!
+//! A stop ([`stop`]) changes three things and nothing else: the room accepts no more (it takes
+//! what has already connected, then shuts the listening socket, unless systemd owns it); the last
+//! answer on each connection says `Connection: close` and ends its stream ([`end_after_answer`]);
+//! and a connection with nothing in flight is closed once it has been quiet a while, in the room
+//! (nothing lingers on a thread any more). Requests on their way are read and answered as ever.
+//!
 //! Locks, wherever two are held: the hand-off's, then a connection's state, then a registry
 //! shard. Hook code never calls libc's `accept4`, `recv`, `shutdown` or `close` (they are these
 //! functions): it calls the kernel through `sys`. Until [`install`] is called, every hook only
@@ -44,12 +50,13 @@ use std::os::fd::RawFd;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::{Duration, Instant};
 
 use libc::{c_int, c_void, size_t, sockaddr, socklen_t, ssize_t};
 
 use super::{Guard, Refusal};
 use connection::Stage;
-pub use registry::{answered, open_connections, shut_connections};
+pub use registry::{answered, end_after_answer, open_connections, shut_connections};
 
 pub(super) struct Settings {
     pub(super) guard: Guard,
@@ -113,6 +120,44 @@ fn active(probe_bit: u8) -> bool {
         }
         _ => false,
     }
+}
+
+/// A stop under way.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stopping {
+    since: Instant,
+    /// How long a connection with nothing in flight is left open after the stop, or after its
+    /// last answer if that came later.
+    quiet: Duration,
+    /// The listening socket is systemd's: it stays open, its queue kept for the next instance.
+    pub(super) keep_listening: bool,
+}
+
+impl Stopping {
+    /// When a connection idle since `idle_since` is closed.
+    pub(super) fn closes_idle_at(&self, idle_since: Instant) -> Instant {
+        idle_since.max(self.since) + self.quiet
+    }
+}
+
+static STOPPING: OnceLock<Stopping> = OnceLock::new();
+
+pub(super) fn stopping() -> Option<Stopping> {
+    STOPPING.get().copied()
+}
+
+/// Stops gently: no new connections; a connection is closed once it has been quiet for `quiet`,
+/// or after an answer that says so. `keep_listening`: the listening socket is systemd's.
+pub fn stop(quiet: Duration, keep_listening: bool) {
+    let since = Instant::now();
+    let _ = STOPPING.set(Stopping {
+        since,
+        quiet,
+        keep_listening,
+    });
+    // Lingering threads give their connections back, to be timed in the room.
+    handoff::ask_all_back();
+    waiting_room::wake();
 }
 
 pub(super) fn settings() -> &'static Settings {

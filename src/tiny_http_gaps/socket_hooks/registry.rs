@@ -122,6 +122,14 @@ pub fn answered(peer: SocketAddr) {
     }
 }
 
+/// During a stop, before a worker answers a request from `peer`: whether the answer is the
+/// connection's last, to say `Connection: close` (see [`Connection::end_after_answer`]). A
+/// connection not found is closing anyway.
+pub fn end_after_answer(peer: SocketAddr) -> bool {
+    let connection = peers(peer).get(&peer).cloned();
+    connection.is_none_or(|connection| connection.end_after_answer())
+}
+
 /// Shuts `how` the open connections whose client `which` picks, and wakes their reading
 /// threads if they wait for answers. Each is shut under its shard's lock, so a descriptor closed
 /// and its number reused meanwhile is never shut in its place.

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use libc::{c_int, sockaddr, socklen_t};
 
-use super::connection::{Connection, Stage, refusal_response};
+use super::connection::{Connection, Stage, State, refusal_response};
 use super::handoff::{self, CLOSE_WAIT};
-use super::{registry, settings, sys};
+use super::{Stopping, registry, settings, stopping, sys};
 
 /// What other threads hand the room: connections tiny_http gave back, and wake-ups.
 struct Room {
@@ -65,6 +65,7 @@ pub(super) fn open(listener: RawFd) -> io::Result<()> {
     let mut room = Loop {
         epoll,
         listener: Some(listener),
+        stopped: false,
         accept_paused_until: None,
         waiting: registry::Map::default(),
         deadlines: BinaryHeap::new(),
@@ -108,6 +109,13 @@ pub(super) fn welcome(connection: Arc<Connection>) {
     }
 }
 
+/// Something for the room to see at once: a stop.
+pub(super) fn wake() {
+    if let Some(room) = ROOM.get() {
+        sys::signal_eventfd(room.wake);
+    }
+}
+
 /// A descriptor was closed: the room accepts again, if it waited for that.
 pub(super) fn closed_a_descriptor() {
     if WANTS_A_CLOSE.swap(false, SeqCst)
@@ -120,8 +128,10 @@ pub(super) fn closed_a_descriptor() {
 /// The room's own state, on its thread only.
 struct Loop {
     epoll: RawFd,
-    /// None once the listening socket was shut (a stop).
+    /// None once the listening socket was shut, or left to systemd (a stop).
     listener: Option<RawFd>,
+    /// The stop has been seen to.
+    stopped: bool,
     /// Out of descriptors: accepting again at this time, or at the next close.
     accept_paused_until: Option<Instant>,
     /// The waiting connections, with the deadline each must act by.
@@ -152,8 +162,15 @@ impl Loop {
             };
             for event in &events[..count.max(0) as usize] {
                 match event.u64 {
-                    LISTENER => self.accept(),
-                    WAKE => self.take_welcomed(),
+                    LISTENER => {
+                        self.accept();
+                    }
+                    WAKE => {
+                        self.take_welcomed();
+                        if let Some(stop) = stopping().filter(|_| !self.stopped) {
+                            self.stop(stop);
+                        }
+                    }
                     fd => self.read(fd as RawFd, &mut buffer),
                 }
             }
@@ -165,9 +182,10 @@ impl Loop {
         }
     }
 
-    fn accept(&mut self) {
+    /// Accepts a round of connections; true when none are left to accept for now.
+    fn accept(&mut self) -> bool {
         let Some(listener) = self.listener else {
-            return;
+            return true;
         };
         for _ in 0..ACCEPTS_PER_ROUND {
             // SAFETY: zeroes are a valid sockaddr_storage.
@@ -179,16 +197,16 @@ impl Loop {
             if fd < 0 {
                 match sys::errno() {
                     libc::EINTR | libc::ECONNABORTED | libc::EPROTO => continue,
-                    libc::EAGAIN => return,
+                    libc::EAGAIN => return true,
                     libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
                         self.pause_accepting();
-                        return;
+                        return true;
                     }
-                    // The listening socket was shut: a stop.
+                    // The listening socket is gone.
                     _ => {
                         unwatch(self.epoll, listener);
                         self.listener = None;
-                        return;
+                        return true;
                     }
                 }
             }
@@ -204,6 +222,32 @@ impl Loop {
                 }
                 _ => refuse_at_once(fd),
             }
+        }
+        false
+    }
+
+    /// A stop: the clients that have connected are taken in, for what they may have sent; then
+    /// the listening socket is shut, so that the kernel refuses new ones at once (a load balancer
+    /// tries another backend), unless it is systemd's: that one stays open, its queue left for
+    /// the next instance. Idle connections get their closing time.
+    fn stop(&mut self, stop: Stopping) {
+        self.stopped = true;
+        if let Some(listener) = self.listener {
+            if !stop.keep_listening {
+                while !self.accept() {}
+                sys::shutdown(listener, libc::SHUT_RD);
+            }
+            unwatch(self.epoll, listener);
+            self.listener = None;
+        }
+        let sooner: Vec<(RawFd, Instant)> = (self.waiting.iter())
+            .map(|(&fd, (connection, deadline))| (fd, *deadline, deadline_of(&connection.state())))
+            .filter(|(_, deadline, closing)| closing < deadline)
+            .map(|(fd, _, closing)| (fd, closing))
+            .collect();
+        for (fd, closing) in sooner {
+            self.waiting.get_mut(&fd).expect("just seen").1 = closing;
+            self.deadlines.push(Reverse((closing, fd)));
         }
     }
 
@@ -243,12 +287,17 @@ impl Loop {
         }
     }
 
-    /// Watches a connection until its next head is whole, or its deadline.
+    /// Watches a connection until its next head is whole, or its deadline. One whose stream was
+    /// ended after an answer (a stop) is closed now that the answer is out.
     fn wait(&mut self, connection: Arc<Connection>) {
-        let deadline = {
+        let (deadline, ended) = {
             let state = connection.state();
-            (state.head_deadline).unwrap_or(state.idle_since + settings().guard.head_timeout)
+            (deadline_of(&state), state.framing.is_stopped())
         };
+        if ended {
+            finish(&connection);
+            return;
+        }
         let fd = connection.fd;
         if watch(self.epoll, fd, fd as u64).is_err() {
             end(&connection);
@@ -325,12 +374,10 @@ impl Loop {
 
     /// Sends hellod's answer to the head that stopped, then closes.
     fn refuse(&mut self, fd: RawFd) {
-        if let Some((connection, _)) = self.waiting.get(&fd) {
-            connection.answer_before_shutdown(false);
-            sys::shutdown(fd, libc::SHUT_WR);
-            sys::discard_unread(fd);
+        if let Some((connection, _)) = self.waiting.remove(&fd) {
+            unwatch(self.epoll, fd);
+            finish(&connection);
         }
-        self.close(fd);
     }
 
     fn close(&mut self, fd: RawFd) {
@@ -339,6 +386,26 @@ impl Loop {
             end(&connection);
         }
     }
+}
+
+/// When a waiting connection must have acted: its head's deadline, else the keep-alive timeout's,
+/// or in a stop, sooner: once it has been quiet a while.
+fn deadline_of(state: &State) -> Instant {
+    if let Some(head_deadline) = state.head_deadline {
+        return head_deadline;
+    }
+    let keep_alive = state.idle_since + settings().guard.head_timeout;
+    stopping().map_or(keep_alive, |stop| {
+        keep_alive.min(stop.closes_idle_at(state.idle_since))
+    })
+}
+
+/// Sends hellod's answer to a head that stopped, if any, then closes with a FIN.
+fn finish(connection: &Connection) {
+    connection.answer_before_shutdown(false);
+    sys::shutdown(connection.fd, libc::SHUT_WR);
+    sys::discard_unread(connection.fd);
+    end(connection);
 }
 
 /// Closes a connection for good.
