@@ -34,6 +34,8 @@ import socket
 import sys
 import time
 
+from nonblocking import connect_failed, receive
+
 HOST = "127.0.0.1"
 # Connects in progress at once: the listen backlog of the proxy in front of the container is
 # not exceeded, so no SYN waits out a retransmission.
@@ -184,23 +186,16 @@ class Loop:
             if conn.sock is None:
                 continue
             if conn.state == "connecting":
-                error = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if error:
+                if connect_failed(conn.sock):
                     self.finish(conn, "failed")
                     continue
                 self.connecting -= 1
                 self.connected += 1
                 conn.state = "open"
             if events & selectors.EVENT_READ:
-                try:
-                    data = conn.sock.recv(65536)
-                except BlockingIOError:
-                    data = None
-                except OSError:
-                    self.finish(conn, "reset")
-                    continue
-                if data == b"":
-                    self.finish(conn, "eof")
+                data = receive(conn.sock)
+                if isinstance(data, str):
+                    self.finish(conn, data)
                     continue
                 if data and conn.request is not None:
                     conn.take_answers(data)

@@ -58,6 +58,8 @@ import subprocess
 import sys
 import time
 
+from nonblocking import connect_failed, receive
+
 HOST = "127.0.0.1"
 GET = b"GET / HTTP/1.1\r\nHost: capacity\r\n\r\n"
 HALF = 18  # bytes of GET sent by the half-head connections: "GET / HTTP/1.1\r\nHo"
@@ -254,22 +256,16 @@ class Client:
             if conn.sock is None:
                 continue
             if conn.state == "connecting":
-                if conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                if connect_failed(conn.sock):
                     self.close(conn, "failed")
                     continue
                 conn.state, conn.connected = "open", True
                 if not conn.out:
                     self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
             if events & selectors.EVENT_READ:
-                try:
-                    data = conn.sock.recv(65536)
-                except BlockingIOError:
-                    data = None
-                except OSError:
-                    self.close(conn, "reset")
-                    continue
-                if data == b"":
-                    self.close(conn, "eof")
+                data = receive(conn.sock)
+                if isinstance(data, str):
+                    self.close(conn, data)
                     continue
                 if data:
                     conn.buf += data
@@ -321,9 +317,25 @@ def outcome_counts(conns):
     return " ".join(f"{name}={counts[name]}" for name in sorted(counts))
 
 
+class Answers(collections.namedtuple("Answers", "in_time late unanswered slowest bad")):
+    """How a round of requests was answered: 200 in time, late, not at all, the slowest (s),
+    and a count of each failure (another status, or how the connection ended)."""
+
+    def figures(self, prefix):
+        return {f"{prefix}_in_time": self.in_time, f"{prefix}_late": self.late,
+                f"{prefix}_unanswered": self.unanswered,
+                f"{prefix}_slowest_s": round(self.slowest, 3)}
+
+    def rest(self):
+        """The report's words for all but the answers in time."""
+        failures = "".join(f", {k}={v}" for k, v in sorted(self.bad.items()))
+        return (f"{self.late} later, {self.unanswered} unanswered{failures}; slowest "
+                f"{self.slowest:.3f} s")
+
+
 def timed_answers(client, asked, within, index):
     """Waits for answer number `index` (0-based) of every connection in asked, each timed from
-    its own request; returns (in_time, late, unanswered, slowest_s, failed_statuses)."""
+    its own request."""
     def done():
         return all(len(c.statuses) > index or c.sock is None for c in asked)
     started = time.monotonic()
@@ -345,7 +357,7 @@ def timed_answers(client, asked, within, index):
             unanswered += 1
             if conn.sock is None:
                 bad[conn.state] += 1
-    return in_time, late, unanswered, slowest, bad
+    return Answers(in_time, late, unanswered, slowest, bad)
 
 
 def mib(value):
@@ -492,15 +504,12 @@ def idle(client, args, report, readings):
     for conn in held:
         client.send(conn, GET)
     sent_s = time.monotonic() - last - args.wait
-    in_time, late, unanswered, slowest, bad = timed_answers(client, held, args.answer_within, 1)
-    report.figures.update(second_in_time=in_time, second_late=late,
-                          second_unanswered=unanswered, second_slowest_s=round(slowest, 3))
-    report.bound(len(held) == n and in_time == n,
+    answers = timed_answers(client, held, args.answer_within, 1)
+    report.figures.update(answers.figures("second"))
+    report.bound(len(held) == n and answers.in_time == n,
                  f"(a) second GET on all {len(held)} held at once (sent in {sent_s:.2f} s): "
-                 f"{in_time} answered 200 within {args.answer_within:.0f} s (bound: all {n}), "
-                 f"{late} later, "
-                 f"{unanswered} unanswered{''.join(f', {k}={v}' for k, v in sorted(bad.items()))}"
-                 f"; slowest {slowest:.3f} s")
+                 f"{answers.in_time} answered 200 within {args.answer_within:.0f} s (bound: all "
+                 f"{n}), {answers.rest()}")
     after(report, client, args, readings, baseline)
 
 
@@ -546,19 +555,15 @@ def mixed(client, args, report, readings):
     for conn in waiting:
         client.send(conn, GET if conn.group == "silent" else GET[HALF:])
     sent_s = time.monotonic() - finishing
-    in_time, late, unanswered, slowest, bad = timed_answers(client, waiting,
-                                                           args.answer_within, 0)
+    answers = timed_answers(client, waiting, args.answer_within, 0)
     still = sum(1 for c in groups["whole"] if c.sock is not None)
-    report.figures.update(finished_in_time=in_time, finished_late=late,
-                          finished_unanswered=unanswered, finished_slowest_s=round(slowest, 3),
-                          whole_still_open=still)
+    report.figures.update(answers.figures("finished"), whole_still_open=still)
     expected = len(groups["silent"]) + len(groups["half"])
-    report.bound(in_time == expected and still == len(groups["whole"]),
-                 f"(b) {len(waiting)} heads finished at once (in {sent_s:.2f} s): {in_time} of "
-                 f"{expected} answered 200 within {args.answer_within:.0f} s of their head's "
-                 f"end (bound: all), {late} later, {unanswered} unanswered"
-                 f"{''.join(f', {k}={v}' for k, v in sorted(bad.items()))}; slowest "
-                 f"{slowest:.3f} s; {still} of {len(groups['whole'])} answered ones still open "
+    report.bound(answers.in_time == expected and still == len(groups["whole"]),
+                 f"(b) {len(waiting)} heads finished at once (in {sent_s:.2f} s): "
+                 f"{answers.in_time} of {expected} answered 200 within "
+                 f"{args.answer_within:.0f} s of their head's end (bound: all), "
+                 f"{answers.rest()}; {still} of {len(groups['whole'])} answered ones still open "
                  f"(bound: all)")
     after(report, client, args, readings, baseline)
 
