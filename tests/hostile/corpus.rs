@@ -200,3 +200,23 @@ fn hostile_corpus_each_followed_by_a_good_request() {
     println!("stderr: {stderr:#?}");
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// A client that sends a whole request and resets at once makes tiny_http's `peer_addr` of the
+/// connection fail (ENOTCONN), which tiny_http unwraps on the request: a panic that ends its pool
+/// thread, and with it the wake-up meant for the next connection queued in the pool, which then
+/// waits unserved. 300 such clients, then a GET: answered, and nothing panicked.
+#[test]
+fn requests_reset_as_soon_as_sent_panic_nothing() {
+    let mut server = Server::start(&["--workers", "2"]);
+    for _ in 0..300 {
+        let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+        exchange(&server, request, After::Reset, DEADLINE);
+    }
+    greet(&server);
+    assert_alive(&mut server);
+    let stderr: Vec<String> = server.stderr.try_iter().collect();
+    assert!(
+        stderr.iter().all(|line| !line.contains("panic")),
+        "{stderr:#?}"
+    );
+}

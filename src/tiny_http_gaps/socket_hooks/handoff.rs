@@ -144,6 +144,14 @@ pub(super) fn take_up(fd: RawFd) -> Option<Arc<Connection>> {
     Some(connection)
 }
 
+/// The client of the pending connection that `fd` duplicates, for tiny_http's `peer_addr`.
+pub(super) fn pending_peer(fd: RawFd) -> Option<std::net::SocketAddr> {
+    let inode = sys::inode(fd)?;
+    let handoff = handoff();
+    let (connection, ..) = handoff.pending.iter().find(|(c, ..)| c.inode == inode)?;
+    Some(connection.peer)
+}
+
 /// A served connection's pool thread is about to linger at a request boundary: it may, with the
 /// thread's eventfd to be woken by, unless its slot is wanted now or hellod is stopping (then it
 /// gives the connection back at once) or the thread has no eventfd. `stage` (under the connection's lock, taken after

@@ -1,5 +1,5 @@
-//! tiny_http's sockets, seen as they are used: `accept4`, `recv`, `shutdown` and `close`, defined
-//! here under their libc names. On Linux the static linker binds every caller in the executable
+//! tiny_http's sockets, seen as they are used: `accept4`, `recv`, `shutdown`, `close` and
+//! `getpeername`, defined here under their libc names. On Linux the static linker binds every caller in the executable
 //! to these, tiny_http's threads and std included, so each connection tiny_http takes, each byte
 //! it reads and each socket it ends passes through hellod first, at the moment it happens.
 //!
@@ -24,7 +24,8 @@
 //!   the writing half's shutdown (after every answer went out) first sends hellod's own answer to
 //!   a head that was stopped;
 //! - `close` of the connection's own descriptor at the end of a give-back returns it to the
-//!   room, still open (`Waiting`); any other close forgets it.
+//!   room, still open (`Waiting`); any other close forgets it;
+//! - `getpeername` answers for a connection whose client has already reset it.
 //!
 //! A stop ([`stop`]) changes three things and nothing else: the room accepts no more (it takes
 //! what has already connected, then shuts the listening socket, unless systemd owns it); the last
@@ -33,8 +34,8 @@
 //! (nothing lingers on a thread any more). Requests on their way are read and answered as ever.
 //!
 //! Locks, wherever two are held: the hand-off's, then a connection's state, then a registry
-//! shard. Hook code never calls libc's `accept4`, `recv`, `shutdown` or `close` (they are these
-//! functions): it calls the kernel through `sys`. Until [`install`] is called, every hook only
+//! shard. Hook code never calls libc's `accept4`, `recv`, `shutdown`, `close` or `getpeername`
+//! (they are these functions): it calls the kernel through `sys`. Until [`install`] is called, every hook only
 //! passes the call on, so other programs linking this library are unaffected.
 //!
 //! [`Framing`]: crate::tiny_http_gaps::framing::Framing
@@ -98,12 +99,13 @@ fn probe() -> io::Result<()> {
     theirs.write_all(b"x")?;
     ours.read_exact(&mut [0])?;
     ours.shutdown(std::net::Shutdown::Write)?;
+    let _ = ours.peer_addr();
     let _ = UnixListener::from(std::os::fd::OwnedFd::from(ours)).accept();
-    if PROBED.load(SeqCst) == 0b1111 {
+    if PROBED.load(SeqCst) == 0b1_1111 {
         Ok(())
     } else {
         Err(io::Error::other(format!(
-            "tiny_http's socket calls do not reach hellod's guard (seen: {:04b}); \
+            "tiny_http's socket calls do not reach hellod's guard (seen: {:05b}); \
              refusing to serve without its limits",
             PROBED.load(SeqCst)
         )))
@@ -188,16 +190,58 @@ pub unsafe extern "C" fn accept4(
     let connection = handoff::next_for_tiny_http();
     handoff::make_spare_wake();
     handoff::release_reserve();
-    if !addr.is_null() && !len.is_null() {
-        let peer = socket2::SockAddr::from(connection.peer);
-        // SAFETY: the caller's buffer of `*len` bytes; at most that much is written.
-        unsafe {
-            let n = (peer.len() as usize).min(*len as usize);
-            std::ptr::copy_nonoverlapping(peer.as_ptr().cast::<u8>(), addr.cast::<u8>(), n);
-            *len = peer.len();
-        }
-    }
+    // SAFETY: the caller's arguments, as `accept4(2)` takes them.
+    unsafe { write_address(connection.peer, addr, len) };
     connection.fd
+}
+
+/// tiny_http asks a connection's address when a pool thread takes it up, and panics on its first
+/// request if that failed (`remote_addr.unwrap()` in `ClientConnection::read`): a client that
+/// resets first makes it fail (ENOTCONN). The panic ends the pool thread, and with it the
+/// wake-up meant for the next connection queued in the pool (see `handoff`), which then waits
+/// unserved. A connection hellod handed over keeps the address it was accepted with.
+///
+/// # Safety
+///
+/// As `getpeername(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the caller's arguments, as given.
+    let result = unsafe { sys::getpeername(fd, addr, len) };
+    if !active(0b1_0000) || result == 0 || sys::errno() != libc::ENOTCONN {
+        return result;
+    }
+    let peer = match registry::lookup(fd) {
+        Some(entry) => Some(entry.connection.peer),
+        None => handoff::pending_peer(fd),
+    };
+    match peer {
+        Some(peer) => {
+            // SAFETY: the caller's arguments, as `getpeername(2)` takes them.
+            unsafe { write_address(peer, addr, len) };
+            0
+        }
+        None => result,
+    }
+}
+
+/// Writes `peer` as the kernel writes a socket address: at most `*len` bytes of it, and its
+/// whole length in `*len`.
+///
+/// # Safety
+///
+/// `addr` and `len` are null or point to a writable buffer of `*len` bytes and its length.
+unsafe fn write_address(peer: std::net::SocketAddr, addr: *mut sockaddr, len: *mut socklen_t) {
+    if addr.is_null() || len.is_null() {
+        return;
+    }
+    let peer = socket2::SockAddr::from(peer);
+    // SAFETY: the caller's buffer of `*len` bytes; at most that much is written.
+    unsafe {
+        let n = (peer.len() as usize).min(*len as usize);
+        std::ptr::copy_nonoverlapping(peer.as_ptr().cast::<u8>(), addr.cast::<u8>(), n);
+        *len = peer.len();
+    }
 }
 
 /// # Safety

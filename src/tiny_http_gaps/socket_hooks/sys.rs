@@ -1,5 +1,5 @@
-//! The kernel's socket calls, made directly. hellod defines `accept4`, `recv`, `shutdown` and
-//! `close` itself, so code in the hooks that called libc's names would call the hooks again: every
+//! The kernel's socket calls, made directly. hellod defines `accept4`, `recv`, `shutdown`,
+//! `close` and `getpeername` itself, so code in the hooks that called libc's names would call the hooks again: every
 //! such call goes through here instead (clippy's `disallowed-methods` refuses the libc names).
 
 use std::io;
@@ -44,6 +44,18 @@ pub(super) unsafe fn accept4(
 ) -> c_int {
     // SAFETY: the caller's address buffer, as `accept4(2)` takes it.
     unsafe { libc::syscall(libc::SYS_accept4, fd, addr, len, flags) as c_int }
+}
+
+/// # Safety
+///
+/// As `getpeername(2)`: `addr` and `len` point to a writable address buffer and its length.
+pub(super) unsafe fn getpeername(
+    fd: RawFd,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> c_int {
+    // SAFETY: the caller's address buffer, as `getpeername(2)` takes it.
+    unsafe { libc::syscall(libc::SYS_getpeername, fd, addr, len) as c_int }
 }
 
 /// # Safety
