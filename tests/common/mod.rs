@@ -137,6 +137,20 @@ impl Server {
             .recv_timeout(DEADLINE)
             .expect("a line on stdout")
     }
+
+    /// Passes over stdout lines until one holds `needle` (such as hellod's acknowledgement of a
+    /// signal), and returns it; fails the test if none comes within the deadline.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no stdout line with {needle:?} within {DEADLINE:?}"),
+            }
+        }
+    }
 }
 
 impl Drop for Server {
@@ -458,6 +472,15 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort_unstable();
     let rank = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len());
     samples[rank - 1]
+}
+
+/// The first, median and last of `samples` (which it sorts), or None if there are none.
+pub fn first_median_last(samples: &mut [Duration]) -> Option<(Duration, Duration, Duration)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let first = quantile(samples, 0.0);
+    Some((first, quantile(samples, 0.5), quantile(samples, 1.0)))
 }
 
 /// A GET on a new connection, timed from connect to the last byte of the greeting; None if it

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{DEADLINE, Server, Usage, quantile, timed_greeting, wait_for};
+use crate::common::{DEADLINE, Server, Usage, first_median_last, timed_greeting, wait_for};
 use crate::{current, settle};
 
 /// Request lines tiny_http cannot answer: 1,000 connections each send an `HTTP/2.0` or
@@ -211,13 +211,12 @@ fn two_hundred_tricklers_are_closed_within_6_s_of_their_first_byte() {
         .filter(|t| t.received.starts_with(b"HTTP/1.1 408 "))
         .count();
     let most_sent = tricklers.iter().map(|t| t.sent).max().unwrap_or(0);
-    let (first, median, last) = if closes.is_empty() {
-        (None, None, None)
-    } else {
-        let first = quantile(&mut closes, 0.0);
-        let median = quantile(&mut closes, 0.5);
-        (Some(first), Some(median), Some(quantile(&mut closes, 1.0)))
-    };
+    let spread = first_median_last(&mut closes);
+    let (first, median, last) = (
+        spread.map(|s| s.0),
+        spread.map(|s| s.1),
+        spread.map(|s| s.2),
+    );
     println!(
         "{TRICKLERS} tricklers (a byte every {PACE:?}, --read-timeout 2): closed after their \
          first byte: first {first:?}, median {median:?}, last {last:?}; {answered_408} read a \

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::common::{
     DEADLINE, Ending, Server, parse_responses, read_until_close, timed_greeting, usage,
 };
-use crate::{GREETING, back_to_idle, current, settle, shown};
+use crate::{GREETING, back_to_idle, current, raise_own_open_files_limit, settle, shown};
 
 /// 10,000 connections opened as fast as possible, each sending a request at once, with
 /// `Connection: close` (the server closes each once answered). Every one is answered or
@@ -220,20 +220,4 @@ fn classify(received: &[u8], ending: Ending) -> String {
         (Ok(r), ending) => format!("BAD: {ending:?} after {r:?}"),
         (Err(e), ending) => format!("BAD: {ending:?}, {e}"),
     }
-}
-
-/// Raises this test's own open-files soft limit as far as the hard one allows; returns it.
-fn raise_own_open_files_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read or write the one struct passed.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE as _, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE as _, &limit);
-        libc::getrlimit(libc::RLIMIT_NOFILE as _, &mut limit);
-    }
-    limit.rlim_cur
 }

@@ -24,13 +24,16 @@ mod out_of_threads;
 mod sigterm;
 mod soak;
 mod stalled;
+mod stopping;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, Server, Usage, parse_responses, timed_greeting, usage, wait_for};
+use common::{
+    DEADLINE, Ending, Parsed, Server, Usage, parse_responses, timed_greeting, usage, wait_for,
+};
 
 const GREETING: &[u8] = b"Hello, World!";
 /// The bound on serving again once an accept failure's cause is gone.
@@ -158,24 +161,87 @@ fn highest_usage(server: &Server, over: Duration) -> Usage {
 /// connection ended first, closed or reset, with `buffer` holding any partial answer; Err:
 /// anything else.
 fn read_one_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<bool, String> {
+    match read_answer(stream, buffer)? {
+        Some(one) if one.status == 200 && one.body == GREETING => Ok(true),
+        Some(other) => Err(format!("not the greeting: {other:?}")),
+        None => Ok(false),
+    }
+}
+
+/// Reads one whole response from `stream`, whatever its status, as [`read_one_response`] does:
+/// None if the connection ended first, closed or reset, with `buffer` holding any partial answer.
+fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<Option<Parsed>, String> {
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = first_response_end(buffer) {
-            let responses = parse_responses(&buffer[..end], false)?;
+            let mut responses = parse_responses(&buffer[..end], false)?;
             buffer.drain(..end);
-            return match &responses[..] {
-                [one] if one.status == 200 && one.body == GREETING => Ok(true),
-                other => Err(format!("not the greeting: {other:?}")),
+            return match responses.len() {
+                1 => Ok(responses.pop()),
+                _ => Err(format!("not one response: {responses:?}")),
             };
         }
         match stream.read(&mut chunk) {
-            Ok(0) => return Ok(false),
+            Ok(0) => return Ok(None),
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(None),
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Whether a response says that the server closes the connection after it.
+fn says_close(response: &Parsed) -> bool {
+    response
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("Connection") && v.eq_ignore_ascii_case("close"))
+}
+
+/// How the server ended a connection a test watched: when, after `since`, it was seen to end,
+/// what came before the end, and how it ended.
+struct Closed {
+    after: Duration,
+    received: Vec<u8>,
+    ending: Ending,
+}
+
+/// Watches `streams` (made non-blocking) until the server has ended each, or until `limit` after
+/// `since`: how each ended, None for those still open then. Seen within 20 ms of the end.
+fn watch_closes(streams: &mut [TcpStream], since: Instant, limit: Duration) -> Vec<Option<Closed>> {
+    let mut received = vec![Vec::new(); streams.len()];
+    let mut closed: Vec<Option<Closed>> = streams.iter().map(|_| None).collect();
+    for stream in streams.iter() {
+        stream.set_nonblocking(true).unwrap();
+    }
+    let mut buffer = [0u8; 4096];
+    while since.elapsed() < limit && closed.iter().any(Option::is_none) {
+        for ((stream, closed), received) in streams.iter_mut().zip(&mut closed).zip(&mut received) {
+            if closed.is_some() {
+                continue;
+            }
+            loop {
+                let ending = match stream.read(&mut buffer) {
+                    Ok(0) => Ending::Closed,
+                    Ok(n) => {
+                        received.extend_from_slice(&buffer[..n]);
+                        continue;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => Ending::Reset,
+                };
+                *closed = Some(Closed {
+                    after: since.elapsed(),
+                    received: std::mem::take(received),
+                    ending,
+                });
+                break;
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    closed
 }
 
 /// Where the first whole response in `buffer` ends, once it is all there (by its head and its
@@ -219,4 +285,20 @@ fn peak_memory_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("VmHWM in /proc/PID/status")
+}
+
+/// Raises this test's own open-files soft limit as far as the hard one allows; returns it.
+fn raise_own_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or write the one struct passed.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE as _, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE as _, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE as _, &mut limit);
+    }
+    limit.rlim_cur
 }

@@ -1,13 +1,12 @@
 //! Clients stalled in their heads or bodies, beside normal requests.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, DEADLINE, Server, quantile, timed_greeting, wait_for};
-use crate::{P99_BOUND, back_to_idle, current, settle, stalled_connections};
+use crate::{P99_BOUND, back_to_idle, current, settle, stalled_connections, watch_closes};
 
 /// 2,000 connections stalled in their request headers. A normal request still gets the
 /// greeting with p99 under 10 ms; the stalled ones cost memory, threads and descriptors until
@@ -140,34 +139,10 @@ fn greeting_latencies(addr: SocketAddr, count: usize) -> (Duration, Duration, Du
 
 /// When the server closed each of `streams` (after `since`), within `limit`.
 fn closes(streams: &mut [TcpStream], since: Instant, limit: Duration) -> Vec<Option<Duration>> {
-    let mut closed_at = vec![None; streams.len()];
-    for stream in streams.iter() {
-        stream.set_nonblocking(true).unwrap();
-    }
-    let mut buffer = [0u8; 4096];
-    while since.elapsed() < limit && closed_at.iter().any(Option::is_none) {
-        for (stream, closed) in streams.iter_mut().zip(closed_at.iter_mut()) {
-            if closed.is_some() {
-                continue;
-            }
-            loop {
-                match stream.read(&mut buffer) {
-                    Ok(0) => {
-                        *closed = Some(since.elapsed());
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        *closed = Some(since.elapsed());
-                        break;
-                    }
-                }
-            }
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    closed_at
+    watch_closes(streams, since, limit)
+        .into_iter()
+        .map(|closed| closed.map(|c| c.after))
+        .collect()
 }
 
 fn report_closes(closed_at: &[Option<Duration>], total: usize, read_timeout: Duration) {
