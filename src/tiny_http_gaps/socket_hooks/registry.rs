@@ -123,9 +123,12 @@ pub fn answered(peer: SocketAddr) {
 }
 
 /// During a stop, before a worker answers a request from `peer`: whether the answer is the
-/// connection's last, to say `Connection: close` (see [`Connection::end_after_answer`]). A
-/// connection not found is closing anyway.
+/// connection's last, to say `Connection: close` (see [`Connection::end_after_answer`]): not
+/// before the room refuses new connections. A connection not found is closing anyway.
 pub fn end_after_answer(peer: SocketAddr) -> bool {
+    if !super::waiting_room::REFUSING.load(std::sync::atomic::Ordering::SeqCst) {
+        return false;
+    }
     let connection = peers(peer).get(&peer).cloned();
     connection.is_none_or(|connection| connection.end_after_answer())
 }

@@ -32,6 +32,10 @@ struct Room {
 
 static ROOM: OnceLock<Room> = OnceLock::new();
 
+/// Set once a stop has made the room accept no more: only then may an answer say that its
+/// connection closes, so that the client's next connection is refused, not accepted.
+pub(super) static REFUSING: AtomicBool = AtomicBool::new(false);
+
 /// Set while the room waits for a descriptor to be closed before it accepts again.
 pub(super) static WANTS_A_CLOSE: AtomicBool = AtomicBool::new(false);
 
@@ -240,6 +244,7 @@ impl Loop {
             unwatch(self.epoll, listener);
             self.listener = None;
         }
+        REFUSING.store(true, SeqCst);
         let sooner: Vec<(RawFd, Instant)> = (self.waiting.iter())
             .map(|(&fd, (connection, deadline))| (fd, *deadline, deadline_of(&connection.state())))
             .filter(|(_, deadline, closing)| closing < deadline)
