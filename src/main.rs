@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         }
         Ok(Command::Version) => {
             println!("hellod {}", env!("CARGO_PKG_VERSION"));
+            if !hellod::tiny_http_gaps::GUARDED {
+                println!("warning: {}", hellod::tiny_http_gaps::UNGUARDED);
+            }
             ExitCode::SUCCESS
         }
         Ok(Command::Healthcheck { url, listen }) => {

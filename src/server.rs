@@ -108,7 +108,7 @@ fn serve(listening: Listening, config: Config) -> Result<(), ServeError> {
         head_budget: process::head_budget(config.max_header_bytes),
     };
     let log_refusals = config.access_log.then_some(log_refusal as fn(&Refusal));
-    let guarded = tiny_http_gaps::install_guard(guard, log_refusals, &listener)
+    tiny_http_gaps::install_guard(guard, log_refusals, &listener)
         .map_err(context("cannot guard"))?;
 
     let serving = Arc::new(Serving {
@@ -122,12 +122,15 @@ fn serve(listening: Listening, config: Config) -> Result<(), ServeError> {
     let start = || AcceptGeneration::start(&listener, &serving, config.workers);
     let mut current = start().map_err(context("cannot start serving"))?;
 
+    if !tiny_http_gaps::GUARDED {
+        eprintln!("hellod: warning: {}", tiny_http_gaps::UNGUARDED);
+    }
     println!(
         "hellod {} listening on http://{local_addr} ({} worker{}, {}, {} resident)",
         env!("CARGO_PKG_VERSION"),
         config.workers,
         if config.workers == 1 { "" } else { "s" },
-        if guarded {
+        if tiny_http_gaps::GUARDED {
             format!("up to {max_connections} connections, {max_serving} served at once")
         } else {
             "no connection or request limits in this build".to_owned()

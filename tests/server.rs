@@ -344,6 +344,33 @@ fn help_and_version() {
     );
 }
 
+/// The Linux build has the guard, so it warns of nothing: `--version` is the version alone, and a
+/// server writes nothing on stderr from start to stop. (The Windows build's warning is checked
+/// under Wine by tests/windows.sh.)
+#[cfg(target_os = "linux")]
+#[test]
+fn linux_build_is_guarded_and_warns_of_nothing() {
+    let output = hellod().arg("--version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("hellod {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
+
+    let mut server = Server::start(&[]);
+    assert!(
+        server.ready_line.contains(" served at once, "),
+        "the readiness line states the limits: {}",
+        server.ready_line
+    );
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(DEADLINE).code(), Some(0));
+    // The process is gone, so its stderr is closed: this reads every line it wrote.
+    let stderr: Vec<String> = server.stderr.iter().collect();
+    assert!(stderr.is_empty(), "stderr: {stderr:?}");
+}
+
 #[test]
 fn sigterm_when_idle_exits_0() {
     for signal in ["TERM", "INT"] {

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # hellod.exe, for real: cross-builds x86_64-pc-windows-gnu with MinGW-w64 and runs it under Wine
-# (a prefix of its own in a temporary directory): the accept loop's unit test, --version, the
-# greeting over loopback with {hostname} in a header, its healthcheck against it and against a
-# dead port, and Ctrl-C. Wine turns a SIGINT to the process into the console's CTRL_C_EVENT, the
-# path a Ctrl-C in a console takes, so the stop is tested through hellod's console handler: a
-# request in flight is answered, new connections are refused, exit code 0.
-# Wine 8 lacks bcryptprimitives.dll's ProcessPrng, which Rust's std imports: a stand-in that
-# forwards to RtlGenRandom (advapi32's SystemFunction036) is built beside the test's copy of the
-# exe. Windows has ProcessPrng itself; the stand-in is never shipped.
+# (a prefix of its own in a temporary directory): the accept loop's unit test, --version and the
+# warning that the build has no connection or request limits, the greeting over loopback with
+# {hostname} in a header, its healthcheck against it and against a dead port, and Ctrl-C. Wine
+# turns a SIGINT to the process into the console's CTRL_C_EVENT, the path a Ctrl-C in a console
+# takes, so the stop is tested through hellod's console handler: a request in flight is answered,
+# new connections are refused, exit code 0.
+# hellod.exe imports no bcryptprimitives.dll (it asks for no random numbers) and runs as built.
+# The unit tests do (std's HashMap keys come from its ProcessPrng), which Wine 8 lacks: a stand-in
+# that forwards to RtlGenRandom (advapi32's SystemFunction036) is built beside them only. Windows
+# has ProcessPrng itself; the stand-in is never shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,7 @@ export WINEPREFIX="$work/prefix" WINEDEBUG=-all
 # The prefix's wineserver outlives the programs by a few seconds: end it before the directory goes.
 trap '"$wineserver" -k 2>/dev/null; "$wineserver" -w 2>/dev/null; _clean_up_work_dir' EXIT
 cp "$exe" "$work/hellod.exe"
+mkdir "$work/unit-tests"
 cat >"$work/prng.c" <<'C'
 #include <windows.h>
 BOOLEAN WINAPI SystemFunction036(PVOID buffer, ULONG length);
@@ -43,7 +46,8 @@ __declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T length) {
     return TRUE;
 }
 C
-x86_64-w64-mingw32-gcc -shared -O2 -s -o "$work/bcryptprimitives.dll" "$work/prng.c" -ladvapi32
+x86_64-w64-mingw32-gcc -shared -O2 -s -o "$work/unit-tests/bcryptprimitives.dll" "$work/prng.c" \
+    -ladvapi32
 hellod() { timeout 60 "$wine" "$work/hellod.exe" "$@"; }
 
 # The accept loop's watch, which on Windows asks Winsock whether the loop's duplicate of the
@@ -52,17 +56,24 @@ echo "windows: cross-building the unit tests"
 unit_tests=$(cargo test --lib --no-run --target x86_64-pc-windows-gnu 2>&1 |
     sed -n 's/^ *Executable .*(\(.*\.exe\))$/\1/p')
 [ -n "$unit_tests" ] || fail "no unit test executable for x86_64-pc-windows-gnu"
-cp "$unit_tests" "$work/unit-tests.exe"
-timeout 120 "$wine" "$work/unit-tests.exe" --quiet tiny_http_gaps::accept_loop >"$work/unit" 2>&1 ||
-    { cat "$work/unit"; fail "the accept loop's unit test failed under Wine"; }
+cp "$unit_tests" "$work/unit-tests/unit-tests.exe"
+timeout 120 "$wine" "$work/unit-tests/unit-tests.exe" --quiet tiny_http_gaps::accept_loop \
+    >"$work/unit" 2>&1 || { cat "$work/unit"; fail "the accept loop's unit test failed under Wine"; }
 grep -q '^test result: ok. 1 passed' "$work/unit" || { cat "$work/unit"; fail "the accept loop's unit test did not run"; }
 check "unit test tiny_http_gaps::accept_loop under Wine: a loop is seen ended once its duplicate is closed"
 
 started=$(now_ms)
 version=$(hellod --version 2>"$work/err") || { cat "$work/err"; fail "hellod.exe --version failed"; }
 expected="hellod $(cargo pkgid | sed 's/.*[#@]//')"
-[ "$version" = "$expected" ] || fail "--version printed: $version, expected $expected"
-check "wine hellod.exe --version -> $version ($(($(now_ms) - started)) ms, with a new Wine prefix)"
+[ "$(head -1 <<<"$version")" = "$expected" ] || fail "--version printed: $version, expected $expected"
+check "wine hellod.exe --version -> $(head -1 <<<"$version")" \
+    "($(($(now_ms) - started)) ms, with a new Wine prefix)"
+# The guard is Linux-only: --version's second (and last) line says so, and so must the warning
+# a serving hellod.exe prints on stderr at start (checked below).
+unguarded=$(sed -n '2s/^warning: //p' <<<"$version")
+[ "$(wc -l <<<"$version")" = 2 ] && [[ $unguarded == "this build has no connection or request limits"* ]] ||
+    fail "--version does not say that this build is unguarded: $version"
+check "--version, second line: warning: $unguarded"
 
 # What Windows (here Wine) tells every process its computer's name is, for {hostname}.
 computer=$(timeout 60 "$wine" cmd.exe /c 'echo %COMPUTERNAME%' | tr -d '\r')
@@ -72,6 +83,10 @@ computer=$(timeout 60 "$wine" cmd.exe /c 'echo %COMPUTERNAME%' | tr -d '\r')
 pid=$!
 address=$(address_of "$pid" "$work/out" "$work/err") || exit 1
 host=${address%:*} port=${address##*:}
+# hellod prints its warning before its readiness line, which address_of has seen.
+[ "$(cat "$work/err")" = "hellod: warning: $unguarded" ] ||
+    fail "stderr at start is not the one warning line: $(cat "$work/err")"
+check "stderr at start: hellod: warning: $unguarded"
 
 check_greeting "$address"
 

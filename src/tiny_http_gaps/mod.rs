@@ -46,17 +46,25 @@ pub struct Refusal<'a> {
     pub body_len: usize,
 }
 
+/// Whether [`install_guard`] guards anything in this build: only on Linux, whose static linker
+/// binds tiny_http's socket calls to hellod's (see `socket_hooks`).
+pub const GUARDED: bool = cfg!(target_os = "linux");
+
+/// What a build without the guard says of itself, on stderr at start and in `--version`: it
+/// takes every connection and request whole, however many and however large.
+pub const UNGUARDED: &str = "this build has no connection or request limits (the guard is \
+                             Linux-only); put it behind a proxy";
+
 /// Puts the guard in tiny_http's path, and the waiting room in front of it on `listener`, where
-/// the build allows it: on Linux, whose static linker binds tiny_http's socket calls to hellod's
-/// (see `socket_hooks`). Elsewhere nothing is guarded, and false says so.
+/// the build allows it ([`GUARDED`]); elsewhere it does nothing.
 #[cfg(target_os = "linux")]
 pub fn install_guard(
     guard: Guard,
     access_log: Option<fn(&Refusal)>,
     listener: &std::net::TcpListener,
-) -> io::Result<bool> {
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    socket_hooks::install(guard, access_log, listener.as_raw_fd()).map(|()| true)
+    socket_hooks::install(guard, access_log, listener.as_raw_fd())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -64,8 +72,8 @@ pub fn install_guard(
     _guard: Guard,
     _access_log: Option<fn(&Refusal)>,
     _listener: &std::net::TcpListener,
-) -> io::Result<bool> {
-    Ok(false)
+) -> io::Result<()> {
+    Ok(())
 }
 
 /// tiny_http gives no way to close a connection: a `Connection: close` header set on a response
