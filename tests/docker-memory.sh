@@ -48,13 +48,7 @@ memory_start() {
     docker run -d --name "$1" -p 127.0.0.1::8080 --memory "$2" --memory-swap "$2" \
         "${memory_run_flags[@]}" "$3" >/dev/null 2>"$work/run.log" ||
         { cat "$work/run.log"; fail "docker run --memory $2 $3"; }
-    local deadline=$((SECONDS + 30))
-    until [[ "$(docker logs "$1" 2>/dev/null)" == *" listening on "* ]]; do
-        [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] ||
-            { docker logs "$1"; fail "container $1 exited"; }
-        [ $SECONDS -lt $deadline ] || { docker logs "$1"; fail "no readiness line in 30 s"; }
-        sleep 0.1
-    done
+    wait_for_readiness "$1"
 }
 
 # NAME: the published loopback port.

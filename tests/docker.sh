@@ -2,18 +2,21 @@
 # The image, tested on a real Docker engine that this script starts and stops itself (own data
 # root, exec root, socket, bridge; vfs storage; no iptables rules, no IP forwarding): builds the
 # image as the README does, checks what is in it, runs it with a published loopback port and checks
-# the greeting, PID 1 and uid 65534, the health check, and a clean `docker stop` (exit code 0).
-# Then the memory-limit run of tests/docker-memory.sh: what the cgroup charges per connection,
-# and the image under --memory 64m surviving the attacks on memory and threads as one process.
+# the greeting, PID 1 and uid 65534, the health check, and a clean `docker stop` (exit code 0);
+# then `docker stop` of a busy container: keep-alive clients and a half-sent POST across it
+# (tests/docker-stop.py), nothing lost, exit code 0. Then the memory-limit run of
+# tests/docker-memory.sh: what the cgroup charges per connection, and the image under
+# --memory 64m surviving the attacks on memory and threads as one process.
 # Also builds the arm64 image with BuildKit where the client can, and runs the same checks on it
 # where qemu-user-static can be registered with binfmt_misc for the test's duration (undone after).
 # Last, the capacity runs of tests/docker-memory.sh (memory_capacity, tests/docker-capacity.py):
 # 10,000 connections held by the image under --memory 64m, and Go's hello beside it for the record.
 # Needs root, dockerd, ip, curl, python3, nsenter, go; qemu-user-static for the arm64 run.
 #
-# Usage: tests/docker.sh [capacity]
+# Usage: tests/docker.sh [capacity | stop]
 #   capacity: only the capacity runs (about 3 minutes): the engine, the amd64 binary, the image
 #   (`docker build .` and its checks), Go's image, then memory_capacity; nothing else.
+#   stop: only the stop under load: the engine, the amd64 binary, the image, then stop_under_load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin" # dockerd and docker-proxy live there
@@ -21,8 +24,8 @@ export PYTHONDONTWRITEBYTECODE=1    # no __pycache__ left in tests/
 
 mode=${1:-all}
 case $mode in
-all | capacity) ;;
-*) echo "usage: tests/docker.sh [capacity]" >&2; exit 2 ;;
+all | capacity | stop) ;;
+*) echo "usage: tests/docker.sh [capacity | stop]" >&2; exit 2 ;;
 esac
 
 stage=docker
@@ -35,7 +38,7 @@ done
 
 echo "docker: building the binaries"
 cargo build --release --quiet
-[ "$mode" = capacity ] || cargo build --release --quiet --target aarch64-unknown-linux-musl
+[ "$mode" != all ] || cargo build --release --quiet --target aarch64-unknown-linux-musl
 amd64_binary=target/x86_64-unknown-linux-musl/release/hellod
 arm64_binary=target/aarch64-unknown-linux-musl/release/hellod
 binary_size=$(stat -c %s "$amd64_binary")
@@ -197,8 +200,8 @@ buildkit_build() { # PLATFORM TAG
     done
     return 1
 }
-if [ "$mode" = capacity ]; then
-    echo "docker: not run (tests/docker.sh capacity): the multi-arch build"
+if [ "$mode" != all ]; then
+    echo "docker: not run (tests/docker.sh $mode): the multi-arch build"
 elif buildkit_build linux/amd64 hellod-test:buildkit-amd64; then
     for arch in amd64 arm64; do
         [ "$arch" = arm64 ] && { buildkit_build linux/arm64 hellod-test:buildkit-arm64 ||
@@ -218,6 +221,17 @@ else
         "$(tail -1 "$work/buildkit.log"))"
 fi
 
+# NAME: waits, 30 s at most, for the readiness line of the container NAME.
+wait_for_readiness() {
+    local deadline=$((SECONDS + 30))
+    until [[ "$(docker logs "$1" 2>/dev/null)" == *" listening on "* ]]; do
+        [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] ||
+            { docker logs "$1"; fail "container $1 exited"; }
+        [ $SECONDS -lt $deadline ] || { docker logs "$1"; fail "no readiness line in 30 s"; }
+        sleep 0.1
+    done
+}
+
 # --- Run it as an orchestrator would: hardened, with a published loopback port.
 exercise() { # IMAGE: runs it and checks it, as described at the top
     local image=$1 name="hellod-test-$$"
@@ -225,13 +239,7 @@ exercise() { # IMAGE: runs it and checks it, as described at the top
         --read-only --cap-drop ALL --security-opt no-new-privileges \
         --health-interval 1s --health-timeout 3s --health-retries 3 --health-start-period 0s \
         "$image" >/dev/null 2>"$work/run.log" || { cat "$work/run.log"; fail "docker run $image"; }
-    local deadline=$((SECONDS + 30))
-    until [[ "$(docker logs "$name" 2>/dev/null)" == *" listening on "* ]]; do
-        [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] ||
-            { docker logs "$name"; fail "container exited"; }
-        [ $SECONDS -lt $deadline ] || { docker logs "$name"; fail "no readiness line in 30 s"; }
-        sleep 0.1
-    done
+    wait_for_readiness "$name"
     echo "docker: $image says: $(docker logs "$name" 2>&1 | head -1)"
 
     local address body
@@ -280,7 +288,29 @@ exercise() { # IMAGE: runs it and checks it, as described at the top
     docker rm "$name" >/dev/null
 }
 
+# --- `docker stop` (SIGTERM, then SIGKILL after the default 10 s, hellod's default grace) of a
+# container with keep-alive clients busy and a POST half-sent: tests/docker-stop.py, in the
+# container's network namespace (as a pod's traffic reaches it; the published port's proxy would
+# stand between), stops it itself once the clients are under way.
+stop_under_load() { # IMAGE
+    local image=$1 name="hellod-stop-$$" host_pid
+    docker run -d --name "$name" --read-only --cap-drop ALL --security-opt no-new-privileges \
+        "$image" >/dev/null 2>"$work/run.log" || { cat "$work/run.log"; fail "docker run $image"; }
+    wait_for_readiness "$name"
+    host_pid=$(docker inspect -f '{{.State.Pid}}' "$name")
+    nsenter --net="/proc/$host_pid/ns/net" timeout --kill-after=5 60 \
+        python3 tests/docker-stop.py "$name" 8080 ||
+        fail "docker stop under load; hellod's last words: $(docker logs "$name" 2>&1 | tail -3)"
+    check "docker stop under load: nothing lost, exit code 0"
+    docker rm "$name" >/dev/null
+}
+
 . tests/docker-memory.sh
+if [ "$mode" = stop ]; then
+    stop_under_load hellod-test:plain
+    echo "docker: all checks passed (stop only)"
+    exit 0
+fi
 if [ "$mode" = capacity ]; then
     capacity_go_image
     echo "docker: hellod-test:plain and Go's hello holding many connections (capacity only)"
@@ -291,6 +321,7 @@ fi
 
 echo "docker: running hellod-test:plain (linux/amd64)"
 exercise hellod-test:plain
+stop_under_load hellod-test:plain
 
 echo "docker: hellod-test:plain under a memory limit"
 memory_charge hellod-test:plain

@@ -473,9 +473,15 @@ struct Trickled {
     ended: Option<(Instant, Ending)>,
 }
 
-/// Sends `head` a byte every `pace` from now on, reading what comes back, until the server ends
-/// the connection or `limit` has passed.
-fn trickle(mut stream: TcpStream, head: &[u8], pace: Duration, limit: Duration) -> Trickled {
+/// Sends a head that never ends in time (more than a hundred bytes, a byte every 100 ms) from
+/// now on, reading what comes back, until the server ends the connection or `limit` has passed.
+fn trickle(mut stream: TcpStream, limit: Duration) -> Trickled {
+    let head = [
+        &b"GET / HTTP/1.1\r\nHost: t\r\nX-Trickle: "[..],
+        &[b'a'; 100][..],
+    ]
+    .concat();
+    let pace = Duration::from_millis(100);
     stream.set_nodelay(true).unwrap();
     let first_byte = Instant::now();
     let mut trickled = Trickled {
@@ -519,15 +525,6 @@ fn trickle(mut stream: TcpStream, head: &[u8], pace: Duration, limit: Duration) 
     trickled
 }
 
-/// A head that never ends within its deadline: a byte every 100 ms, more than a hundred bytes.
-fn endless_head() -> Vec<u8> {
-    [
-        &b"GET / HTTP/1.1\r\nHost: t\r\nX-Trickle: "[..],
-        &[b'a'; 100][..],
-    ]
-    .concat()
-}
-
 /// A head started after the signal, on a connection open before it, with `--read-timeout 2`
 /// and `--grace 5`: the head is on its way when the stop comes, so hellod reads it until its
 /// deadline (2 s from its first byte, within the grace) and answers that deadline's 408, then
@@ -542,14 +539,7 @@ fn a_head_started_after_the_stop_gets_its_408_at_its_deadline() {
     let trickler = server.connect();
     let mut silent = vec![server.connect()];
     let signalled = stop(&server);
-    let trickler = thread::spawn(move || {
-        trickle(
-            trickler,
-            &endless_head(),
-            Duration::from_millis(100),
-            grace + DEADLINE,
-        )
-    });
+    let trickler = thread::spawn(move || trickle(trickler, grace + DEADLINE));
     let silent = thread::spawn(move || watch_closes(&mut silent, signalled, grace + DEADLINE));
     let status = server.wait_exit(grace + DEADLINE);
     let took = signalled.elapsed();
@@ -605,14 +595,7 @@ fn a_head_started_after_the_stop_is_cut_when_the_grace_ends() {
     let mut server = Server::start(&["--workers", "2", "--grace", "5", "--read-timeout", "30"]);
     let trickler = server.connect();
     let signalled = stop(&server);
-    let trickler = thread::spawn(move || {
-        trickle(
-            trickler,
-            &endless_head(),
-            Duration::from_millis(100),
-            grace + DEADLINE,
-        )
-    });
+    let trickler = thread::spawn(move || trickle(trickler, grace + DEADLINE));
     let status = server.wait_exit(grace + DEADLINE);
     let took = signalled.elapsed();
     let trickled = trickler.join().unwrap();
