@@ -275,7 +275,11 @@ impl Framing {
 
     /// One byte outside the bulk of a body. An error stops the stream, with the answer to give.
     fn step(&mut self, byte: u8) -> Result<(), Option<u16>> {
-        if self.in_head() || self.state == State::Idle {
+        if self.state == State::Idle {
+            self.start_head();
+            self.state = State::Method;
+        }
+        if self.in_head() {
             self.head_len += 1;
             if self.head_len > self.limits.max_head {
                 return Err(Some(431));
@@ -283,11 +287,6 @@ impl Framing {
         }
         let bad = Err(Some(400));
         match self.state {
-            State::Idle => {
-                self.start_head();
-                self.state = State::Method;
-                return self.step_request_line(byte);
-            }
             State::Method | State::Target | State::Version => return self.step_request_line(byte),
             State::RequestLineEnd => {
                 if byte != b'\n' {
@@ -403,7 +402,11 @@ impl Framing {
                 }
                 self.state = self.after_body();
             }
-            State::Body(_) | State::ChunkData(_) | State::Unframed | State::Stopped => {}
+            State::Idle
+            | State::Body(_)
+            | State::ChunkData(_)
+            | State::Unframed
+            | State::Stopped => {}
         }
         Ok(())
     }
@@ -446,7 +449,7 @@ impl Framing {
     }
 
     fn start_head(&mut self) {
-        self.head_len = 1;
+        self.head_len = 0;
         self.headers = 0;
         self.request_line.clear();
         self.part_len = 0;
@@ -669,6 +672,16 @@ mod tests {
             format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
             Some(431),
         );
+    }
+
+    #[test]
+    fn a_head_of_exactly_the_budget_passes_and_so_does_the_next() {
+        let mut head = b"GET /".to_vec();
+        let end = b" HTTP/1.1\r\nHost: a\r\n\r\n";
+        head.resize(LIMITS.max_head - end.len(), b'a');
+        head.extend_from_slice(end);
+        head.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        pass(&head);
     }
 
     #[test]
