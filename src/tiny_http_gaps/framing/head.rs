@@ -1,0 +1,269 @@
+//! Request heads: the request line as tiny_http splits it, header lines, and, at the blank line,
+//! where the body starts and whether tiny_http reads on after it.
+
+use super::{Chunked, Framing, State, is_token_byte, is_visible, trim_whitespace};
+
+/// Where in a head the next byte goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Head {
+    Method,
+    Target,
+    Version,
+    RequestLineEnd,
+    /// At the start of a header line, or of the blank line that ends the head.
+    HeaderStart,
+    HeaderName,
+    HeaderValue,
+    HeaderLineEnd,
+    End,
+}
+
+/// The headers whose values [`Framing`] needs, as tiny_http reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tracked {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Expect,
+}
+
+impl Tracked {
+    fn of(name: &[u8]) -> Option<Tracked> {
+        [
+            (&b"content-length"[..], Tracked::ContentLength),
+            (b"transfer-encoding", Tracked::TransferEncoding),
+            (b"connection", Tracked::Connection),
+            (b"expect", Tracked::Expect),
+        ]
+        .into_iter()
+        .find(|(known, _)| name.eq_ignore_ascii_case(known))
+        .map(|(_, tracked)| tracked)
+    }
+}
+
+/// Request lines longer than this are cut short in the access log.
+const LOGGED_REQUEST_LINE: usize = 256;
+
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+impl Framing {
+    /// One byte of a head.
+    pub(super) fn step_head(&mut self, part: Head, byte: u8) -> Result<(), Option<u16>> {
+        self.head_len += 1;
+        if self.head_len > self.limits.max_head {
+            return Err(Some(431));
+        }
+        let bad = Err(Some(400));
+        let next = match part {
+            Head::Method | Head::Target | Head::Version => {
+                return self.step_request_line(part, byte);
+            }
+            Head::RequestLineEnd if byte == b'\n' => Head::HeaderStart,
+            Head::HeaderStart => match byte {
+                b'\r' => Head::End,
+                byte if is_token_byte(byte) => {
+                    self.headers += 1;
+                    if self.headers > self.limits.max_headers {
+                        return Err(Some(431));
+                    }
+                    self.name.clear();
+                    self.name.push(byte);
+                    Head::HeaderName
+                }
+                // Obsolete line folding (RFC 9112 5.2), a name that is not a token.
+                _ => return bad,
+            },
+            Head::HeaderName => match byte {
+                b':' => {
+                    self.tracked = Tracked::of(&self.name);
+                    self.value.clear();
+                    Head::HeaderValue
+                }
+                byte if is_token_byte(byte) => {
+                    // Long names need not be kept: none of the tracked ones is.
+                    if self.name.len() < 32 {
+                        self.name.push(byte);
+                    } else {
+                        self.name.clear();
+                        self.name.extend_from_slice(b"-long-");
+                    }
+                    Head::HeaderName
+                }
+                // Whitespace before the colon (RFC 9112 5.1), or any other byte.
+                _ => return bad,
+            },
+            Head::HeaderValue => match byte {
+                b'\r' => Head::HeaderLineEnd,
+                byte if byte == b' ' || byte == b'\t' || is_visible(byte) => {
+                    if self.tracked.is_some() {
+                        self.value.push(byte);
+                    }
+                    Head::HeaderValue
+                }
+                _ => return bad,
+            },
+            Head::HeaderLineEnd if byte == b'\n' => {
+                self.end_header();
+                Head::HeaderStart
+            }
+            Head::End if byte == b'\n' => {
+                self.state = self.end_head()?;
+                return Ok(());
+            }
+            Head::RequestLineEnd | Head::HeaderLineEnd | Head::End => return bad,
+        };
+        self.state = State::Head(next);
+        Ok(())
+    }
+
+    /// `METHOD SP TARGET SP HTTP/1.x CR`: one space each, as tiny_http splits it.
+    fn step_request_line(&mut self, part: Head, byte: u8) -> Result<(), Option<u16>> {
+        if self.request_line.len() < LOGGED_REQUEST_LINE && byte != b'\r' {
+            self.request_line.push(byte);
+        }
+        let bad = Err(Some(400));
+        match (part, byte) {
+            (Head::Method, b' ') if self.part_len > 0 => self.next_part(Head::Target),
+            (Head::Method, byte) if is_token_byte(byte) => self.part_len += 1,
+            (Head::Target, b' ') if self.part_len > 0 => self.next_part(Head::Version),
+            (Head::Target, byte) if is_visible(byte) => self.part_len += 1,
+            (Head::Version, b'\r') => {
+                self.state = State::Head(Head::RequestLineEnd);
+                return match &self.version[..self.part_len] {
+                    b"HTTP/1.1" | b"HTTP/1.0" => Ok(()),
+                    [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                        if major.is_ascii_digit() && minor.is_ascii_digit() =>
+                    {
+                        Err(Some(505))
+                    }
+                    _ => bad,
+                };
+            }
+            (Head::Version, byte) if is_visible(byte) && self.part_len < self.version.len() => {
+                self.version[self.part_len] = byte;
+                self.part_len += 1;
+            }
+            _ => return bad,
+        }
+        Ok(())
+    }
+
+    fn next_part(&mut self, part: Head) {
+        self.state = State::Head(part);
+        self.part_len = 0;
+    }
+
+    pub(super) fn start_head(&mut self) {
+        self.state = State::Head(Head::Method);
+        self.head_len = 0;
+        self.headers = 0;
+        self.request_line.clear();
+        self.part_len = 0;
+        self.content_length = None;
+        self.transfer_codings = None;
+        self.connection = None;
+        self.expect = None;
+    }
+
+    fn end_header(&mut self) {
+        let Some(tracked) = self.tracked.take() else {
+            return;
+        };
+        let value = trim_whitespace(&self.value);
+        match tracked {
+            Tracked::ContentLength => {
+                let parsed = if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+                    Err(400)
+                } else {
+                    // Past u64, or past the limit: too large either way.
+                    value
+                        .iter()
+                        .try_fold(0u64, |n, d| {
+                            n.checked_mul(10)?.checked_add((d - b'0') as u64)
+                        })
+                        .ok_or(413)
+                };
+                self.content_length = Some(match (self.content_length, parsed) {
+                    (None, parsed) => parsed,
+                    (Some(Ok(first)), Ok(again)) if first == again => Ok(first),
+                    (Some(Err(413)), Err(413)) => Err(413),
+                    _ => Err(400),
+                });
+            }
+            Tracked::TransferEncoding => {
+                let codings = self.transfer_codings.get_or_insert_with(Vec::new);
+                codings.push(b',');
+                codings.extend_from_slice(value);
+            }
+            // tiny_http reads only the first of these.
+            Tracked::Connection => {
+                self.connection.get_or_insert_with(|| value.to_vec());
+            }
+            Tracked::Expect => {
+                self.expect.get_or_insert_with(|| value.to_vec());
+            }
+        }
+    }
+
+    /// The blank line: where the body starts, by the same rules as tiny_http, or why not.
+    fn end_head(&mut self) -> Result<State, Option<u16>> {
+        let http_1_0 = self.version == *b"HTTP/1.0";
+        let connection = self.connection.as_deref().unwrap_or_default();
+        let upgrade = contains_ignoring_case(connection, b"upgrade");
+        let last_request = contains_ignoring_case(connection, b"close")
+            || upgrade
+            || (http_1_0 && !contains_ignoring_case(connection, b"keep-alive"));
+        // tiny_http answers 417 to any other expectation and reads no further.
+        let expectation_failed = self
+            .expect
+            .as_deref()
+            .is_some_and(|expect| !expect.eq_ignore_ascii_case(b"100-continue"));
+        if expectation_failed {
+            return Ok(State::Unframed);
+        }
+        self.unanswered.push_back(self.head_len);
+        self.unanswered_bytes += self.head_len;
+        if upgrade {
+            // With `Connection: upgrade` tiny_http hands the rest of the stream to the handler.
+            return Ok(State::Unframed);
+        }
+        self.stop_after_body = false;
+        let body = if let Some(codings) = &self.transfer_codings {
+            // RFC 9112 6.1: chunked is the final coding, applied once; HTTP/1.0 has none.
+            let codings: Vec<&[u8]> = codings
+                .split(|&b| b == b',')
+                .map(trim_whitespace)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+            let chunked_last = codings.last().is_some_and(|c| chunked(c));
+            let chunked_once = codings.iter().filter(|c| chunked(c)).count() == 1;
+            if http_1_0 || !chunked_last || !chunked_once {
+                return Err(Some(400));
+            }
+            // RFC 9112 6.3: answer, then close, since a proxy in front may have framed it by
+            // the Content-Length.
+            self.stop_after_body = self.content_length.is_some();
+            self.chunk_size = 0;
+            self.chunk_digits = 0;
+            self.body_total = 0;
+            State::Chunked(Chunked::Size)
+        } else {
+            match self.content_length {
+                Some(Ok(length)) if length > self.limits.max_body => return Err(Some(413)),
+                Some(Ok(length)) if length > 0 => State::Body(length),
+                Some(Err(status)) => return Err(Some(status)),
+                Some(Ok(_)) | None => State::Idle,
+            }
+        };
+        self.stop_after_body |= last_request;
+        Ok(match body {
+            State::Idle => self.after_body(),
+            body => body,
+        })
+    }
+}

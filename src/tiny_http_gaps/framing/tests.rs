@@ -1,0 +1,220 @@
+use super::*;
+
+const LIMITS: Limits = Limits {
+    max_head: 200,
+    max_headers: 5,
+    max_body: 1000,
+};
+
+fn scan(bytes: &[u8]) -> Scan {
+    Framing::new(LIMITS).scan(bytes)
+}
+
+/// Scans `bytes` a byte at a time: the verdict must not depend on how reads split them.
+fn scan_bytewise(bytes: &[u8]) -> Scan {
+    let mut framing = Framing::new(LIMITS);
+    for (at, byte) in bytes.iter().enumerate() {
+        match framing.scan(std::slice::from_ref(byte)) {
+            Scan::Pass => {}
+            Scan::Stop { keep, status } => {
+                return Scan::Stop {
+                    keep: at + keep,
+                    status,
+                };
+            }
+        }
+    }
+    Scan::Pass
+}
+
+fn stop(bytes: &[u8], status: Option<u16>) -> Scan {
+    let verdict = scan(bytes);
+    assert_eq!(verdict, scan_bytewise(bytes), "split reads of {bytes:?}");
+    match verdict {
+        Scan::Stop { status: s, .. } => {
+            assert_eq!(s, status, "{}", String::from_utf8_lossy(bytes))
+        }
+        Scan::Pass => panic!("passed: {}", String::from_utf8_lossy(bytes)),
+    }
+    verdict
+}
+
+fn pass(bytes: &[u8]) {
+    assert_eq!(
+        scan(bytes),
+        Scan::Pass,
+        "{}",
+        String::from_utf8_lossy(bytes)
+    );
+    assert_eq!(scan_bytewise(bytes), Scan::Pass);
+}
+
+#[test]
+fn ordinary_requests_pass() {
+    pass(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    pass(b"GET /x?y=1 HTTP/1.0\r\n\r\n");
+    pass(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n");
+    pass(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n");
+    pass(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    pass(b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n");
+    pass(b"GET / HTTP/1.1\r\nX:\r\nY:  spaced\tvalue \r\n\r\n");
+}
+
+#[test]
+fn versions_other_than_1_0_and_1_1_get_505_before_the_line_ends() {
+    let line = b"GET / HTTP/2.0\r\n\r\n";
+    assert_eq!(
+        stop(line, Some(505)),
+        Scan::Stop {
+            keep: 14,
+            status: Some(505)
+        }
+    );
+    stop(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Some(505));
+    stop(b"GET / HTTP/3.0\r\n", Some(505));
+    stop(b"GET / HTTP/0.9\r\n", Some(505));
+    stop(b"GET / HTTPS/1.1\r\n", Some(400));
+    stop(b"GET /\r\n", Some(400));
+    stop(b"GET  / HTTP/1.1\r\n", Some(400));
+    stop(b"GET / HTTP/1.1 x\r\n", Some(400));
+    stop(b"\r\nGET / HTTP/1.1\r\n", Some(400));
+}
+
+#[test]
+fn heads_past_the_budget_get_431_at_once() {
+    let mut long = b"GET /".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 1000));
+    assert_eq!(
+        stop(&long, Some(431)),
+        Scan::Stop {
+            keep: 200,
+            status: Some(431)
+        }
+    );
+    let many: String = (0..6).map(|i| format!("H{i}: v\r\n")).collect();
+    stop(
+        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
+        Some(431),
+    );
+}
+
+#[test]
+fn a_head_of_exactly_the_budget_passes_and_so_does_the_next() {
+    let mut head = b"GET /".to_vec();
+    let end = b" HTTP/1.1\r\nHost: a\r\n\r\n";
+    head.resize(LIMITS.max_head - end.len(), b'a');
+    head.extend_from_slice(end);
+    head.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    pass(&head);
+}
+
+#[test]
+fn malformed_lines_get_400() {
+    stop(b"GET / HTTP/1.1\nHost: a\r\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.1\r\nHost: a\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.1\r\nA: \xc3\xa9\r\n\r\n", Some(400));
+    stop(b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n", Some(400));
+    stop(b"G\x00T / HTTP/1.1\r\n\r\n", Some(400));
+}
+
+#[test]
+fn ambiguous_framing_gets_400() {
+    for length in ["-1", "+5", "0x5", "five", "5 5", "5, 5", "", "5.0"] {
+        stop(
+            format!("POST / HTTP/1.1\r\nContent-Length: {length}\r\n\r\n").as_bytes(),
+            Some(400),
+        );
+    }
+    stop(
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        Some(400),
+    );
+    for coding in ["gzip", "chunked, gzip", "chunked, chunked", "identity", ""] {
+        stop(
+            format!("POST / HTTP/1.1\r\nTransfer-Encoding: {coding}\r\n\r\n").as_bytes(),
+            Some(400),
+        );
+    }
+    stop(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+        Some(400),
+    );
+    stop(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        Some(400),
+    );
+}
+
+#[test]
+fn bodies_past_the_limit_get_413() {
+    stop(
+        b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n",
+        Some(413),
+    );
+    stop(
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        Some(413),
+    );
+    stop(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n",
+        None,
+    );
+    pass(b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+}
+
+#[test]
+fn what_follows_a_body_is_the_next_head() {
+    // The smuggled request hides in a body tiny_http reads as chunked.
+    let smuggled =
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /s HTTP/2.0\r\n";
+    stop(smuggled, Some(505));
+    let bad_chunk = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n";
+    stop(bad_chunk, None);
+    stop(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTrailer: x\r\n\r\n",
+        None,
+    );
+}
+
+#[test]
+fn both_framings_end_the_connection_after_the_body() {
+    let request =
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let mut bytes = request.to_vec();
+    bytes.extend_from_slice(b"GET /smuggled HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        stop(&bytes, None),
+        Scan::Stop {
+            keep: request.len(),
+            status: None
+        }
+    );
+}
+
+#[test]
+fn last_requests_end_the_framing() {
+    stop(
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        None,
+    );
+    stop(b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n", None);
+    pass(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+    // tiny_http hands the rest of an upgrade to the handler, and answers a 417 and stops.
+    pass(b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n\x00\x01anything");
+    pass(b"GET / HTTP/1.1\r\nExpect: teapot\r\n\r\n\x00\x01anything");
+}
+
+#[test]
+fn the_head_is_tracked_for_the_deadline_and_the_log() {
+    let mut framing = Framing::new(LIMITS);
+    assert!(!framing.in_head());
+    assert_eq!(framing.scan(b"GET /a"), Scan::Pass);
+    assert!(framing.in_head());
+    assert_eq!(framing.scan(b" HTTP/1.1\r\n\r\n"), Scan::Pass);
+    assert!(!framing.in_head());
+    assert_eq!(framing.request_line(), b"GET /a HTTP/1.1");
+}
