@@ -1,7 +1,7 @@
 //! Request heads: the request line as tiny_http splits it, header lines, and, at the blank line,
 //! where the body starts and whether tiny_http reads on after it.
 
-use super::{Chunked, Framing, State, is_token_byte, is_visible, trim_whitespace};
+use super::{Chunked, Framing, State, fields, is_token_byte, is_visible, trim_whitespace};
 
 /// Where in a head the next byte goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub(super) enum Head {
 /// The headers whose values [`Framing`] needs, as tiny_http reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tracked {
+    Host,
     ContentLength,
     TransferEncoding,
     Connection,
@@ -30,7 +31,8 @@ pub(super) enum Tracked {
 impl Tracked {
     fn of(name: &[u8]) -> Option<Tracked> {
         [
-            (&b"content-length"[..], Tracked::ContentLength),
+            (&b"host"[..], Tracked::Host),
+            (b"content-length", Tracked::ContentLength),
             (b"transfer-encoding", Tracked::TransferEncoding),
             (b"connection", Tracked::Connection),
             (b"expect", Tracked::Expect),
@@ -163,6 +165,8 @@ impl Framing {
         self.headers = 0;
         self.request_line.clear();
         self.part_len = 0;
+        self.hosts = 0;
+        self.bad_host = false;
         self.content_length = None;
         self.transfer_codings = None;
         self.connection = None;
@@ -175,18 +179,12 @@ impl Framing {
         };
         let value = trim_whitespace(&self.value);
         match tracked {
+            Tracked::Host => {
+                self.hosts += 1;
+                self.bad_host |= !fields::is_host(value);
+            }
             Tracked::ContentLength => {
-                let parsed = if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-                    Err(400)
-                } else {
-                    // Past u64, or past the limit: too large either way.
-                    value
-                        .iter()
-                        .try_fold(0u64, |n, d| {
-                            n.checked_mul(10)?.checked_add((d - b'0') as u64)
-                        })
-                        .ok_or(413)
-                };
+                let parsed = fields::content_length(value);
                 self.content_length = Some(match (self.content_length, parsed) {
                     (None, parsed) => parsed,
                     (Some(Ok(first)), Ok(again)) if first == again => Ok(first),
@@ -212,6 +210,11 @@ impl Framing {
     /// The blank line: where the body starts, by the same rules as tiny_http, or why not.
     fn end_head(&mut self) -> Result<State, Option<u16>> {
         let http_1_0 = self.version == *b"HTTP/1.0";
+        // RFC 9112 3.2: exactly one valid Host, which HTTP/1.0 may leave out; tiny_http
+        // takes any number of them, none included.
+        if self.bad_host || self.hosts > 1 || (self.hosts == 0 && !http_1_0) {
+            return Err(Some(400));
+        }
         let connection = self.connection.as_deref().unwrap_or_default();
         let upgrade = contains_ignoring_case(connection, b"upgrade");
         let last_request = contains_ignoring_case(connection, b"close")

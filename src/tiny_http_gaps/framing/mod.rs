@@ -11,9 +11,11 @@
 //! It is stricter than RFC 9112 allows a server to be (bare LF, obsolete line folding and bytes
 //! above 0x7e in heads are refused), never more lenient than tiny_http.
 //!
-//! `head` follows request heads, `body` the bodies after them.
+//! `head` follows request heads, `fields` checks the values that decide their framing, `body`
+//! follows the bodies after them.
 
 mod body;
+mod fields;
 mod head;
 #[cfg(test)]
 mod tests;
@@ -74,6 +76,9 @@ pub struct Framing {
     name: Vec<u8>,
     tracked: Option<Tracked>,
     value: Vec<u8>,
+    /// Host field lines in this head, and whether any had an invalid value.
+    hosts: usize,
+    bad_host: bool,
     content_length: Option<Result<u64, u16>>,
     transfer_codings: Option<Vec<u8>>,
     connection: Option<Vec<u8>>,
@@ -123,6 +128,8 @@ impl Framing {
             name: Vec::new(),
             tracked: None,
             value: Vec::new(),
+            hosts: 0,
+            bad_host: false,
             content_length: None,
             transfer_codings: None,
             connection: None,

@@ -53,11 +53,11 @@ fn pass(bytes: &[u8]) {
 fn ordinary_requests_pass() {
     pass(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     pass(b"GET /x?y=1 HTTP/1.0\r\n\r\n");
-    pass(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n");
-    pass(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n");
-    pass(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
-    pass(b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n");
-    pass(b"GET / HTTP/1.1\r\nX:\r\nY:  spaced\tvalue \r\n\r\n");
+    pass(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    pass(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n");
+    pass(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    pass(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n");
+    pass(b"GET / HTTP/1.1\r\nHost: a\r\nX:\r\nY:  spaced\tvalue \r\n\r\n");
 }
 
 #[test]
@@ -75,9 +75,9 @@ fn versions_other_than_1_0_and_1_1_get_505_before_the_line_ends() {
     stop(b"GET / HTTP/0.9\r\n", Some(505));
     stop(b"GET / HTTPS/1.1\r\n", Some(400));
     stop(b"GET /\r\n", Some(400));
-    stop(b"GET  / HTTP/1.1\r\n", Some(400));
+    stop(b"GET  / HTTP/1.1\r\nHost: a\r\n", Some(400));
     stop(b"GET / HTTP/1.1 x\r\n", Some(400));
-    stop(b"\r\nGET / HTTP/1.1\r\n", Some(400));
+    stop(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n", Some(400));
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn heads_past_the_budget_get_431_at_once() {
     );
     let many: String = (0..6).map(|i| format!("H{i}: v\r\n")).collect();
     stop(
-        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(),
         Some(431),
     );
 }
@@ -114,33 +114,39 @@ fn malformed_lines_get_400() {
     stop(b"GET / HTTP/1.1\r\nHost: a\n\r\n", Some(400));
     stop(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Some(400));
     stop(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Some(400));
-    stop(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", Some(400));
-    stop(b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", Some(400));
-    stop(b"GET / HTTP/1.1\r\nA: \xc3\xa9\r\n\r\n", Some(400));
-    stop(b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n", Some(400));
-    stop(b"G\x00T / HTTP/1.1\r\n\r\n", Some(400));
+    stop(
+        b"GET / HTTP/1.1\r\nHost: a\r\nA: b\r\n c\r\n\r\n",
+        Some(400),
+    );
+    stop(b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", Some(400));
+    stop(
+        b"GET / HTTP/1.1\r\nHost: a\r\nA: \xc3\xa9\r\n\r\n",
+        Some(400),
+    );
+    stop(b"GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", Some(400));
+    stop(b"G\x00T / HTTP/1.1\r\nHost: a\r\n\r\n", Some(400));
 }
 
 #[test]
 fn ambiguous_framing_gets_400() {
     for length in ["-1", "+5", "0x5", "five", "5 5", "5, 5", "", "5.0"] {
         stop(
-            format!("POST / HTTP/1.1\r\nContent-Length: {length}\r\n\r\n").as_bytes(),
+            format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {length}\r\n\r\n").as_bytes(),
             Some(400),
         );
     }
     stop(
-        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         Some(400),
     );
     for coding in ["gzip", "chunked, gzip", "chunked, chunked", "identity", ""] {
         stop(
-            format!("POST / HTTP/1.1\r\nTransfer-Encoding: {coding}\r\n\r\n").as_bytes(),
+            format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {coding}\r\n\r\n").as_bytes(),
             Some(400),
         );
     }
     stop(
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
         Some(400),
     );
     stop(
@@ -149,33 +155,97 @@ fn ambiguous_framing_gets_400() {
     );
 }
 
+/// RFC 9112 3.2: an HTTP/1.1 request without Host, any with two, or with a value that is not
+/// `uri-host [":" port]` by RFC 3986 gets a 400, before tiny_http has the whole head.
+#[test]
+fn host_must_be_there_once_and_valid() {
+    let valid = [
+        "t",
+        "example.com",
+        "example.com:8080",
+        "a-b.c_d~e",
+        "x%20y",
+        "1.2.3.4:80",
+        "[::1]",
+        "[::1]:8080",
+        "[2001:db8::ffff:1.2.3.4]",
+        "[v7.x:y]",
+        "",
+        ":80",
+        "t:",
+        "a!$&'()*+,;=b",
+    ];
+    for host in valid {
+        pass(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    }
+    let invalid = [
+        "a b",
+        "a:b",
+        "a:1:2",
+        "a/b",
+        "a@b",
+        "[::1",
+        "::1",
+        "[::1]x",
+        "[::g]",
+        "[fe80::1%eth0]",
+        "[v.x]",
+        "[v7.]",
+        "[v7x]",
+        "x%2",
+        "x%zz",
+        "a\"b",
+        "t:8x",
+        "[]",
+    ];
+    for host in invalid {
+        stop(
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            Some(400),
+        );
+    }
+    let missing = b"GET / HTTP/1.1\r\nX: y\r\n\r\n";
+    assert_eq!(
+        stop(missing, Some(400)),
+        Scan::Stop {
+            keep: missing.len() - 1,
+            status: Some(400)
+        }
+    );
+    pass(b"GET / HTTP/1.0\r\n\r\n");
+    stop(b"GET / HTTP/1.1\r\nHost: a\r\nhOST: a\r\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", Some(400));
+    stop(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n", Some(400));
+}
+
 #[test]
 fn bodies_past_the_limit_get_413() {
     stop(
-        b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n",
         Some(413),
     );
     stop(
-        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         Some(413),
     );
     stop(
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n",
         None,
     );
-    pass(b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+    pass(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n");
 }
 
 #[test]
 fn what_follows_a_body_is_the_next_head() {
     // The smuggled request hides in a body tiny_http reads as chunked.
     let smuggled =
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /s HTTP/2.0\r\n";
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /s HTTP/2.0\r\n";
     stop(smuggled, Some(505));
-    let bad_chunk = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n";
+    let bad_chunk =
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n";
     stop(bad_chunk, None);
     stop(
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTrailer: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTrailer: x\r\n\r\n",
         None,
     );
 }
@@ -183,9 +253,9 @@ fn what_follows_a_body_is_the_next_head() {
 #[test]
 fn both_framings_end_the_connection_after_the_body() {
     let request =
-        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     let mut bytes = request.to_vec();
-    bytes.extend_from_slice(b"GET /smuggled HTTP/1.1\r\n\r\n");
+    bytes.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(
         stop(&bytes, None),
         Scan::Stop {
@@ -198,14 +268,17 @@ fn both_framings_end_the_connection_after_the_body() {
 #[test]
 fn last_requests_end_the_framing() {
     stop(
-        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
         None,
     );
-    stop(b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n", None);
-    pass(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+    stop(
+        b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        None,
+    );
+    pass(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
     // tiny_http hands the rest of an upgrade to the handler, and answers a 417 and stops.
-    pass(b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n\x00\x01anything");
-    pass(b"GET / HTTP/1.1\r\nExpect: teapot\r\n\r\n\x00\x01anything");
+    pass(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n\r\n\x00\x01anything");
+    pass(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n\x00\x01anything");
 }
 
 #[test]
@@ -214,7 +287,7 @@ fn the_head_is_tracked_for_the_deadline_and_the_log() {
     assert!(!framing.in_head());
     assert_eq!(framing.scan(b"GET /a"), Scan::Pass);
     assert!(framing.in_head());
-    assert_eq!(framing.scan(b" HTTP/1.1\r\n\r\n"), Scan::Pass);
+    assert_eq!(framing.scan(b" HTTP/1.1\r\nHost: a\r\n\r\n"), Scan::Pass);
     assert!(!framing.in_head());
     assert_eq!(framing.request_line(), b"GET /a HTTP/1.1");
 }
