@@ -82,3 +82,24 @@ fn is_ip_literal(inner: &[u8]) -> bool {
     }
     std::str::from_utf8(inner).is_ok_and(|text| text.parse::<Ipv6Addr>().is_ok())
 }
+/// `Transfer-Encoding = #transfer-coding` (RFC 9112 6.1), all its field lines joined by commas:
+/// what tiny_http reads (any `Transfer-Encoding` means chunked to it) is right only for the one
+/// coding `chunked`. RFC 9112 6.3 has a server answer 400 when chunked is not the final coding
+/// (the body's length cannot be known), and 6.1 answer 501 to a coding it does not implement:
+/// any before chunked, or chunked twice. HTTP/1.0 has no transfer codings: its framing is
+/// faulty (6.1).
+pub(super) fn transfer_codings(codings: &[u8], http_1_0: bool) -> Result<(), u16> {
+    let mut codings = codings
+        .split(|&b| b == b',')
+        .map(super::trim_whitespace)
+        // Empty list elements count for nothing (RFC 9110 5.6.1).
+        .filter(|coding| !coding.is_empty());
+    let last = codings.next_back();
+    if http_1_0 || !last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked")) {
+        Err(400)
+    } else if codings.next().is_some() {
+        Err(501)
+    } else {
+        Ok(())
+    }
+}

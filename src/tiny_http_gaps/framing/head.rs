@@ -236,18 +236,7 @@ impl Framing {
         }
         self.stop_after_body = false;
         let body = if let Some(codings) = &self.transfer_codings {
-            // RFC 9112 6.1: chunked is the final coding, applied once; HTTP/1.0 has none.
-            let codings: Vec<&[u8]> = codings
-                .split(|&b| b == b',')
-                .map(trim_whitespace)
-                .filter(|c| !c.is_empty())
-                .collect();
-            let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
-            let chunked_last = codings.last().is_some_and(|c| chunked(c));
-            let chunked_once = codings.iter().filter(|c| chunked(c)).count() == 1;
-            if http_1_0 || !chunked_last || !chunked_once {
-                return Err(Some(400));
-            }
+            fields::transfer_codings(codings, http_1_0).map_err(Some)?;
             // RFC 9112 6.3: answer, then close, since a proxy in front may have framed it by
             // the Content-Length.
             self.stop_after_body = self.content_length.is_some();
