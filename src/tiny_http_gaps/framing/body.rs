@@ -1,6 +1,14 @@
 //! Chunked bodies, as tiny_http's decoder (the `chunked_transfer` crate) reads them. A body by
 //! `Content-Length` is only counted (`State::Body`), and a chunk's data taken in bulk.
+//!
+//! chunked_transfer 1.5.0 reads no trailer section (RFC 9112 7.1.2): after the last chunk its
+//! decoder takes exactly CR LF, so a trailer field fails the body there, and tiny_http, having
+//! read one byte of it, reads the rest as the next request line. hellod takes the trailer fields
+//! out of the stream, each line whole: tiny_http sees `0\r\n\r\n`, and what follows is the
+//! next request, as it is. A trailer section is held to a head's limits (its bytes, its lines);
+//! hellod ignores its fields, as RFC 9110 6.5.1 lets a recipient.
 
+use super::head::Field;
 use super::{Framing, State, is_visible};
 
 /// Where in a chunked body the next byte goes.
@@ -13,14 +21,33 @@ pub(super) enum Chunked {
     Data(u64),
     DataCr,
     DataLf,
-    LastCr,
+    /// In the trailer section, after the last chunk.
+    Trailer(Field),
+    /// The LF of the blank line that ends the body.
     LastLf,
 }
 
 impl Framing {
+    /// True inside a trailer field line, whose bytes tiny_http must not see.
+    pub(super) fn in_trailer_field(&self) -> bool {
+        matches!(
+            self.state,
+            State::Chunked(Chunked::Trailer(
+                Field::Name | Field::Value | Field::LineEnd
+            ))
+        )
+    }
+
     /// One byte of a chunked body outside the bulk of its chunks' data. Any error stops the
     /// stream without an answer of hellod's: tiny_http has the request and answers it.
     pub(super) fn step_chunked(&mut self, part: Chunked, byte: u8) -> Result<(), Option<u16>> {
+        if matches!(part, Chunked::Trailer(_) | Chunked::LastLf) {
+            // The trailer section, counted as a head.
+            self.head_len += 1;
+            if self.head_len > self.limits.max_head {
+                return Err(None);
+            }
+        }
         let next = match (part, byte) {
             (Chunked::Size, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
                 self.chunk_digits += 1;
@@ -43,15 +70,25 @@ impl Framing {
                 let size = std::mem::take(&mut self.chunk_size);
                 self.chunk_digits = 0;
                 if size == 0 {
-                    // tiny_http's decoder takes no trailer fields: the blank line must follow.
-                    Chunked::LastCr
+                    self.head_len = 0;
+                    self.headers = 0;
+                    Chunked::Trailer(Field::Start)
                 } else {
                     Chunked::Data(size)
                 }
             }
             (Chunked::DataCr, b'\r') => Chunked::DataLf,
             (Chunked::DataLf, b'\n') => Chunked::Size,
-            (Chunked::LastCr, b'\r') => Chunked::LastLf,
+            (Chunked::Trailer(field), byte) => match field.next(byte) {
+                Err(()) => return Err(None),
+                Ok(None) => Chunked::LastLf,
+                Ok(Some(next)) => {
+                    if field == Field::Start && !self.count_field_line() {
+                        return Err(None);
+                    }
+                    Chunked::Trailer(next)
+                }
+            },
             (Chunked::LastLf, b'\n') => {
                 self.state = self.after_body();
                 return Ok(());

@@ -10,12 +10,39 @@ pub(super) enum Head {
     Target,
     Version,
     RequestLineEnd,
-    /// At the start of a header line, or of the blank line that ends the head.
-    HeaderStart,
-    HeaderName,
-    HeaderValue,
-    HeaderLineEnd,
+    Field(Field),
+    /// The blank line's LF.
     End,
+}
+
+/// Where in a field line, of a head or of a chunked body's trailer section, the next byte goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Field {
+    /// At the start of a field line, or of the blank line that ends the section.
+    Start,
+    Name,
+    Value,
+    LineEnd,
+}
+
+impl Field {
+    /// `field-name ":" OWS field-value OWS CRLF` (RFC 9112 5), byte by byte: the part `byte`
+    /// leads to, None for the CR of the blank line, or Err for a byte the line may not have:
+    /// whitespace at its start (obsolete line folding, RFC 9112 5.2) or before the colon (5.1),
+    /// a name that is not a token, a control byte or one above 0x7e in the value, a bare CR.
+    pub(super) fn next(self, byte: u8) -> Result<Option<Field>, ()> {
+        match (self, byte) {
+            (Field::Start, b'\r') => Ok(None),
+            (Field::Start | Field::Name, byte) if is_token_byte(byte) => Ok(Some(Field::Name)),
+            (Field::Name, b':') => Ok(Some(Field::Value)),
+            (Field::Value, b'\r') => Ok(Some(Field::LineEnd)),
+            (Field::Value, byte) if byte == b' ' || byte == b'\t' || is_visible(byte) => {
+                Ok(Some(Field::Value))
+            }
+            (Field::LineEnd, b'\n') => Ok(Some(Field::Start)),
+            _ => Err(()),
+        }
+    }
 }
 
 /// The headers whose values [`Framing`] needs, as tiny_http reads them.
@@ -64,59 +91,43 @@ impl Framing {
             Head::Method | Head::Target | Head::Version => {
                 return self.step_request_line(part, byte);
             }
-            Head::RequestLineEnd if byte == b'\n' => Head::HeaderStart,
-            Head::HeaderStart => match byte {
-                b'\r' => Head::End,
-                byte if is_token_byte(byte) => {
-                    self.headers += 1;
-                    if self.headers > self.limits.max_headers {
-                        return Err(Some(431));
-                    }
-                    self.name.clear();
-                    self.name.push(byte);
-                    Head::HeaderName
-                }
-                // Obsolete line folding (RFC 9112 5.2), a name that is not a token.
-                _ => return bad,
-            },
-            Head::HeaderName => match byte {
-                b':' => {
-                    self.tracked = Tracked::of(&self.name);
-                    self.value.clear();
-                    Head::HeaderValue
-                }
-                byte if is_token_byte(byte) => {
-                    // Long names need not be kept: none of the tracked ones is.
-                    if self.name.len() < 32 {
+            Head::RequestLineEnd if byte == b'\n' => Head::Field(Field::Start),
+            Head::Field(part) => {
+                let Ok(next) = part.next(byte) else {
+                    return bad;
+                };
+                match (part, next) {
+                    (_, None) => {}
+                    (Field::Start, _) => {
+                        if !self.count_field_line() {
+                            return Err(Some(431));
+                        }
+                        self.name.clear();
                         self.name.push(byte);
-                    } else {
+                    }
+                    (Field::Name, Some(Field::Value)) => {
+                        self.tracked = Tracked::of(&self.name);
+                        self.value.clear();
+                    }
+                    // Long names need not be kept: none of the tracked ones is.
+                    (Field::Name, _) if self.name.len() < 32 => self.name.push(byte),
+                    (Field::Name, _) => {
                         self.name.clear();
                         self.name.extend_from_slice(b"-long-");
                     }
-                    Head::HeaderName
-                }
-                // Whitespace before the colon (RFC 9112 5.1), or any other byte.
-                _ => return bad,
-            },
-            Head::HeaderValue => match byte {
-                b'\r' => Head::HeaderLineEnd,
-                byte if byte == b' ' || byte == b'\t' || is_visible(byte) => {
-                    if self.tracked.is_some() {
+                    (Field::Value, Some(Field::Value)) if self.tracked.is_some() => {
                         self.value.push(byte);
                     }
-                    Head::HeaderValue
+                    (Field::Value, _) => {}
+                    (Field::LineEnd, _) => self.end_header(),
                 }
-                _ => return bad,
-            },
-            Head::HeaderLineEnd if byte == b'\n' => {
-                self.end_header();
-                Head::HeaderStart
+                next.map_or(Head::End, Head::Field)
             }
             Head::End if byte == b'\n' => {
                 self.state = self.end_head()?;
                 return Ok(());
             }
-            Head::RequestLineEnd | Head::HeaderLineEnd | Head::End => return bad,
+            Head::RequestLineEnd | Head::End => return bad,
         };
         self.state = State::Head(next);
         Ok(())
@@ -152,6 +163,12 @@ impl Framing {
             _ => return bad,
         }
         Ok(())
+    }
+
+    /// Counts a field line, of a head or of a trailer section: false past the limit.
+    pub(super) fn count_field_line(&mut self) -> bool {
+        self.headers += 1;
+        self.headers <= self.limits.max_headers
     }
 
     fn next_part(&mut self, part: Head) {

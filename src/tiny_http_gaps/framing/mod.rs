@@ -36,11 +36,12 @@ pub struct Limits {
     pub max_body: u64,
 }
 
-/// What to do with a chunk of bytes just read from the connection.
+/// What to do with a chunk of bytes just read from the connection, which [`Framing::scan`] may
+/// have rewritten: trailer fields taken out, what follows moved up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
-    /// Hand all of it to tiny_http.
-    Pass,
+    /// Hand tiny_http the first `len` bytes: all of them, but for trailer fields.
+    Pass(usize),
     /// Hand tiny_http the first `keep` bytes, then the end of the stream; answer with `status`
     /// (where there is one) once tiny_http has answered what came before.
     Stop { keep: usize, status: Option<u16> },
@@ -187,23 +188,32 @@ impl Framing {
         self.state = State::Stopped;
     }
 
-    /// Follows `bytes`, the next ones read from the connection.
-    pub fn scan(&mut self, bytes: &[u8]) -> Scan {
-        let mut at = 0;
+    /// Follows `bytes`, the next ones read from the connection, and moves what tiny_http is to
+    /// read of them to their front.
+    pub fn scan(&mut self, bytes: &mut [u8]) -> Scan {
+        let (mut at, mut kept) = (0, 0);
         while at < bytes.len() {
             let remaining = match self.state {
-                State::Unframed => return Scan::Pass,
+                State::Unframed => {
+                    bytes.copy_within(at.., kept);
+                    return Scan::Pass(kept + bytes.len() - at);
+                }
                 State::Stopped => {
                     return Scan::Stop {
-                        keep: at,
+                        keep: kept,
                         status: None,
                     };
                 }
                 State::Body(remaining) | State::Chunked(Chunked::Data(remaining)) => remaining,
                 State::Idle | State::Head(_) | State::Chunked(_) => {
+                    let dropped = self.in_trailer_field();
                     if let Err(status) = self.step(bytes[at]) {
                         self.state = State::Stopped;
-                        return Scan::Stop { keep: at, status };
+                        return Scan::Stop { keep: kept, status };
+                    }
+                    if !dropped && !self.in_trailer_field() {
+                        bytes[kept] = bytes[at];
+                        kept += 1;
                     }
                     at += 1;
                     continue;
@@ -211,7 +221,11 @@ impl Framing {
             };
             // The bulk of a body, taken at once.
             let taken = remaining.min((bytes.len() - at) as u64);
+            if kept != at {
+                bytes.copy_within(at..at + taken as usize, kept);
+            }
             at += taken as usize;
+            kept += taken as usize;
             self.state = match (self.state, remaining - taken) {
                 (State::Body(_), 0) => self.after_body(),
                 (State::Body(_), left) => State::Body(left),
@@ -219,7 +233,7 @@ impl Framing {
                 (_, left) => State::Chunked(Chunked::Data(left)),
             };
         }
-        Scan::Pass
+        Scan::Pass(kept)
     }
 
     /// One byte outside the bulk of a body. An error stops the stream, with the answer to give.
