@@ -161,6 +161,7 @@ pub fn corpus() -> Vec<Case> {
         // takes its fields out, and the request pipelined behind is answered too.
         case("trailer, then a GET", [post("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Other: a b\r\n\r\n"), get("").into()].concat(), HalfClose, Answers(&[200, 200])),
         case("trailer with a bare LF", [post("Transfer-Encoding: chunked\r\n", b"0\r\nX-Trailer: 1\n\r\n"), get("").into()].concat(), HalfClose, OK),
+        case("chunk extension off the grammar, then a GET", [post("Transfer-Encoding: chunked\r\n", b"5;a b\r\nhello\r\n0\r\n\r\n"), get("").into()].concat(), HalfClose, OK),
         case("1 MB chunk extension", post("Transfer-Encoding: chunked\r\n", format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(1 << 20)).as_bytes()), HalfClose, OK),
         // Bodies where none is expected.
         case("GET with a small body", get("Content-Length: 5\r\n") + "hello", HalfClose, OK),

@@ -9,13 +9,14 @@
 //! hellod ignores its fields, as RFC 9110 6.5.1 lets a recipient.
 
 use super::head::Field;
-use super::{Framing, State, is_visible};
+use super::{Framing, State, is_token_byte, is_visible};
+use Extension::{Name, NameStart, Quoted, QuotedEnd, QuotedPair, Token, ValueStart};
 
 /// Where in a chunked body the next byte goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Chunked {
     Size,
-    Extension,
+    Extension(Extension),
     SizeEnd,
     /// The bytes still to come of a chunk's data.
     Data(u64),
@@ -25,6 +26,25 @@ pub(super) enum Chunked {
     Trailer(Field),
     /// The LF of the blank line that ends the body.
     LastLf,
+}
+
+/// Where in a chunk extension the next byte goes: `;` name, then `=` and a token or a
+/// quoted-string, or nothing (RFC 9112 7.1.1, without the whitespace its BWS allows).
+/// chunked_transfer skips any bytes up to the CR; a proxy in front may read them by the grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Extension {
+    NameStart,
+    Name,
+    ValueStart,
+    Token,
+    Quoted,
+    QuotedPair,
+    QuotedEnd,
+}
+
+/// `qdtext` (RFC 9110 5.6.4), without obs-text.
+fn is_quoted_text(byte: u8) -> bool {
+    matches!(byte, b'\t' | b' ' | b'!' | 0x23..=0x5b | 0x5d..=0x7e)
 }
 
 impl Framing {
@@ -58,13 +78,24 @@ impl Framing {
                 }
                 Chunked::Size
             }
-            (Chunked::Size, b';') if self.chunk_digits > 0 => Chunked::Extension,
-            (Chunked::Size | Chunked::Extension, b'\r') if self.chunk_digits > 0 => {
+            (Chunked::Size, b';' | b'\r') if self.chunk_digits == 0 => return Err(None),
+            (Chunked::Size | Chunked::Extension(Name | Token | QuotedEnd), b';') => {
+                Chunked::Extension(NameStart)
+            }
+            (Chunked::Size | Chunked::Extension(Name | Token | QuotedEnd), b'\r') => {
                 Chunked::SizeEnd
             }
-            (Chunked::Extension, byte) if byte == b'\t' || byte == b' ' || is_visible(byte) => {
-                Chunked::Extension
-            }
+            (Chunked::Extension(part), byte) => Chunked::Extension(match (part, byte) {
+                (NameStart | Name, byte) if is_token_byte(byte) => Name,
+                (Name, b'=') => ValueStart,
+                (ValueStart | Token, byte) if is_token_byte(byte) => Token,
+                (ValueStart, b'"') => Quoted,
+                (Quoted, b'"') => QuotedEnd,
+                (Quoted, b'\\') => QuotedPair,
+                (Quoted, byte) if is_quoted_text(byte) => Quoted,
+                (QuotedPair, byte) if byte == b'\t' || byte == b' ' || is_visible(byte) => Quoted,
+                _ => return Err(None),
+            }),
             (Chunked::SizeEnd, b'\n') => {
                 self.body_total += self.chunk_size;
                 let size = std::mem::take(&mut self.chunk_size);
