@@ -148,15 +148,20 @@ impl Framing {
                 self.state = State::Head(Head::RequestLineEnd);
                 return match &self.version[..self.part_len] {
                     b"HTTP/1.1" | b"HTTP/1.0" => Ok(()),
-                    [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-                        if major.is_ascii_digit() && minor.is_ascii_digit() =>
-                    {
-                        Err(Some(505))
-                    }
+                    [_, _, _, _, _, _, _, _] => Err(Some(505)),
                     _ => bad,
                 };
             }
-            (Head::Version, byte) if is_visible(byte) && self.part_len < self.version.len() => {
+            // `HTTP/` DIGIT `.` DIGIT, refused at the first byte that cannot be part of it.
+            (Head::Version, byte) if self.part_len < self.version.len() => {
+                let expected = b"HTTP/0.0"[self.part_len];
+                let valid = match expected {
+                    b'0' => byte.is_ascii_digit(),
+                    expected => byte == expected,
+                };
+                if !valid {
+                    return bad;
+                }
                 self.version[self.part_len] = byte;
                 self.part_len += 1;
             }

@@ -91,6 +91,27 @@ fn versions_other_than_1_0_and_1_1_get_505_before_the_line_ends() {
     stop(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n", Some(400));
 }
 
+/// A version that cannot become `HTTP/x.y` is refused at its first wrong byte, not at the line's
+/// end (which may never come): found against httparse, which refuses it there too.
+#[test]
+fn a_version_is_refused_at_its_first_wrong_byte() {
+    for (line, keep) in [
+        ("GET / XTTP/1.1", 6),
+        ("0 TG: ;b", 6),
+        ("GET / HTTP/1.x", 13),
+        ("GET / HTTP/11", 12),
+    ] {
+        assert_eq!(
+            stop(line.as_bytes(), Some(400)),
+            Scan::Stop {
+                keep,
+                status: Some(400)
+            },
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn heads_past_the_budget_get_431_at_once() {
     let mut long = b"GET /".to_vec();
