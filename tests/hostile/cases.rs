@@ -170,6 +170,7 @@ pub fn corpus() -> Vec<Case> {
         // Expect and Upgrade.
         case("Expect: 100-continue", post("Expect: 100-continue\r\nContent-Length: 5\r\n", b"hello"), HalfClose, Answers(&[100, 200])),
         case("Expect: something else", post("Expect: fish\r\n", b""), HalfClose, Answers(&[417])),
+        case("Expect: something else, with codings before chunked", post("Expect: fish\r\nTransfer-Encoding: gzip, chunked\r\n", b"0\r\n\r\n"), HalfClose, UNSUPPORTED),
         case("Upgrade: h2c", get("Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"), KeepOpen, OK),
         case("Upgrade: websocket", get("Connection: Upgrade\r\nUpgrade: websocket\r\n"), KeepOpen, OK),
         // Clients that leave early, and half-closed sockets.

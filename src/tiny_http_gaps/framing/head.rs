@@ -237,31 +237,8 @@ impl Framing {
         if self.bad_host || self.hosts > 1 || (self.hosts == 0 && !http_1_0) {
             return Err(Some(400));
         }
-        let connection = self.connection.as_deref().unwrap_or_default();
-        let upgrade = contains_ignoring_case(connection, b"upgrade");
-        let last_request = contains_ignoring_case(connection, b"close")
-            || upgrade
-            || (http_1_0 && !contains_ignoring_case(connection, b"keep-alive"));
-        // tiny_http answers 417 to any other expectation and reads no further.
-        let expectation_failed = self
-            .expect
-            .as_deref()
-            .is_some_and(|expect| !expect.eq_ignore_ascii_case(b"100-continue"));
-        if expectation_failed {
-            return Ok(State::Unframed);
-        }
-        self.unanswered.push_back(self.head_len);
-        self.unanswered_bytes += self.head_len;
-        if upgrade {
-            // With `Connection: upgrade` tiny_http hands the rest of the stream to the handler.
-            return Ok(State::Unframed);
-        }
-        self.stop_after_body = false;
         let body = if let Some(codings) = &self.transfer_codings {
             fields::transfer_codings(codings, http_1_0).map_err(Some)?;
-            // RFC 9112 6.3: answer, then close, since a proxy in front may have framed it by
-            // the Content-Length.
-            self.stop_after_body = self.content_length.is_some();
             self.chunk_size = 0;
             self.chunk_digits = 0;
             self.body_total = 0;
@@ -274,7 +251,26 @@ impl Framing {
                 Some(Ok(_)) | None => State::Idle,
             }
         };
-        self.stop_after_body |= last_request;
+        // tiny_http answers 417 to any other expectation and reads no further.
+        let expectation_failed = self
+            .expect
+            .as_deref()
+            .is_some_and(|expect| !expect.eq_ignore_ascii_case(b"100-continue"));
+        if expectation_failed {
+            return Ok(State::Unframed);
+        }
+        self.unanswered.push_back(self.head_len);
+        self.unanswered_bytes += self.head_len;
+        let connection = self.connection.as_deref().unwrap_or_default();
+        if contains_ignoring_case(connection, b"upgrade") {
+            // With `Connection: upgrade` tiny_http hands the rest of the stream to the handler.
+            return Ok(State::Unframed);
+        }
+        // RFC 9112 6.3: with both framings, answer and then close, since a proxy in front may
+        // have framed the request by its Content-Length.
+        self.stop_after_body = (self.transfer_codings.is_some() && self.content_length.is_some())
+            || contains_ignoring_case(connection, b"close")
+            || (http_1_0 && !contains_ignoring_case(connection, b"keep-alive"));
         Ok(match body {
             State::Idle => self.after_body(),
             body => body,

@@ -230,6 +230,13 @@ fn transfer_codings_other_than_chunked_alone_are_refused() {
         b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
         Some(400),
     );
+    // Checked before tiny_http's own answers to an expectation or an upgrade.
+    for other in ["Expect: fish", "Connection: upgrade"] {
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\n{other}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        );
+        stop(request.as_bytes(), Some(501));
+    }
 }
 
 /// RFC 9112 3.2: an HTTP/1.1 request without Host, any with two, or with a value that is not
