@@ -15,8 +15,14 @@
 //! follows the bodies after them.
 
 mod body;
+#[cfg(test)]
+mod differential;
 mod fields;
+#[cfg(test)]
+mod generate;
 mod head;
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;
 

@@ -1,3 +1,4 @@
+use super::generate::{EXTENSIONS, OFF_GRAMMAR_EXTENSIONS};
 use super::*;
 
 const LIMITS: Limits = Limits {
@@ -337,32 +338,10 @@ fn what_follows_a_body_is_the_next_head() {
 #[test]
 fn chunk_extensions_follow_the_grammar() {
     let head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
-    for extension in [
-        ";a",
-        ";a=b",
-        ";a=\"q s\"",
-        ";a=\"\\\"\"",
-        ";a;b=c",
-        ";n=\"\"",
-        ";a=b;c",
-    ] {
+    for extension in EXTENSIONS {
         pass(format!("{head}1{extension}\r\nx\r\n0{extension}\r\n\r\n").as_bytes());
     }
-    let off_grammar = [
-        ";",
-        ";=a",
-        ";a=",
-        ";a=\"open\r\n",
-        ";a b",
-        ";a=b c",
-        " ;a",
-        "; a",
-        ";a =b",
-        ";a@b",
-        ";a=\"\u{e9}\"",
-        ";a=\"\\\u{1}\"",
-    ];
-    for extension in off_grammar {
+    for extension in OFF_GRAMMAR_EXTENSIONS {
         stop(
             format!("{head}1{extension}\r\nx\r\n0\r\n\r\n").as_bytes(),
             None,
