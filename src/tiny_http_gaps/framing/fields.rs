@@ -6,17 +6,15 @@ use std::net::Ipv6Addr;
 
 /// `Content-Length = 1*DIGIT` (RFC 9110 8.6), as tiny_http parses it (one `usize`): a list of
 /// equal values, which RFC 9112 6.3 lets a recipient take as one, is not one number to tiny_http.
-/// Too large for a u64 is too large for any limit: 413.
-pub(super) fn content_length(value: &[u8]) -> Result<u64, u16> {
+/// Counted in a u128, so that two lengths past any limit can still be told apart (400, not 413);
+/// past u128 (39 digits) all are one, and too large.
+pub(super) fn content_length(value: &[u8]) -> Result<u128, u16> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return Err(400);
     }
-    value
-        .iter()
-        .try_fold(0u64, |n, d| {
-            n.checked_mul(10)?.checked_add((d - b'0') as u64)
-        })
-        .ok_or(413)
+    Ok(value.iter().fold(0u128, |n, d| {
+        n.saturating_mul(10).saturating_add((d - b'0').into())
+    }))
 }
 
 /// `Host = uri-host [ ":" port ]` (RFC 9112 3.2, RFC 3986 3.2.2 and 3.2.3): an IP literal in

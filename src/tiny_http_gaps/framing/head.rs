@@ -210,7 +210,6 @@ impl Framing {
                 self.content_length = Some(match (self.content_length, parsed) {
                     (None, parsed) => parsed,
                     (Some(Ok(first)), Ok(again)) if first == again => Ok(first),
-                    (Some(Err(413)), Err(413)) => Err(413),
                     _ => Err(400),
                 });
             }
@@ -245,8 +244,10 @@ impl Framing {
             State::Chunked(Chunked::Size)
         } else {
             match self.content_length {
-                Some(Ok(length)) if length > self.limits.max_body => return Err(Some(413)),
-                Some(Ok(length)) if length > 0 => State::Body(length),
+                Some(Ok(length)) if length > self.limits.max_body.into() => {
+                    return Err(Some(413));
+                }
+                Some(Ok(length)) if length > 0 => State::Body(length as u64),
                 Some(Err(status)) => return Err(Some(status)),
                 Some(Ok(_)) | None => State::Idle,
             }

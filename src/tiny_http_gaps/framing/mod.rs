@@ -86,7 +86,7 @@ pub struct Framing {
     /// Host field lines in this head, and whether any had an invalid value.
     hosts: usize,
     bad_host: bool,
-    content_length: Option<Result<u64, u16>>,
+    content_length: Option<Result<u128, u16>>,
     transfer_codings: Option<Vec<u8>>,
     connection: Option<Vec<u8>>,
     expect: Option<Vec<u8>>,
