@@ -2,14 +2,38 @@
 //! within a size budget, request lines it can answer, and framing that cannot be read two ways.
 //!
 //! tiny_http has no limit on a head's size or number of headers (upstream #56), deadlocks a
-//! connection thread on an `HTTP/2.0` or `HTTP/3.0` request line, lets the first of several
-//! `Content-Length`s win, ignores one it cannot parse and reads any `Transfer-Encoding` as
-//! chunked (upstream #287): behind a proxy that reads them differently, a request smuggled in a
-//! body. [`Framing`] follows the byte stream as tiny_http will read it (heads, then bodies by
+//! connection thread on an `HTTP/2.0` or `HTTP/3.0` request line, takes any number of `Host`s,
+//! none included, lets the first of several `Content-Length`s win, ignores one it cannot parse,
+//! reads any `Transfer-Encoding` as chunked (upstream #287), and cannot read a chunked body's
+//! trailer section: behind a proxy that reads them differently, a request smuggled in a body.
+//! [`Framing`] follows the byte stream as tiny_http will read it (heads, then bodies by
 //! `Content-Length` or chunked), so it knows where each head starts, and stops the stream before
-//! a head that tiny_http must not see: the connection then ends, with hellod's own answer.
-//! It is stricter than RFC 9112 allows a server to be (bare LF, obsolete line folding and bytes
-//! above 0x7e in heads are refused), never more lenient than tiny_http.
+//! a head that tiny_http must not see: the connection then ends, with hellod's own answer. The
+//! rules, by RFC 9112 where it has one:
+//!
+//! - a head within `max_head` bytes and `max_headers` field lines (431);
+//! - `HTTP/1.0` or `HTTP/1.1` (505 for another `HTTP/x.y`, 400 for anything else);
+//! - one `Host`, its value RFC 3986's `uri-host [":" port]` (an empty one too), which HTTP/1.0
+//!   may leave out (400; RFC 9112 3.2);
+//! - `Transfer-Encoding` only as the one coding `chunked`, over any number of field lines, in any
+//!   case: 400 where chunked is not the last coding, 501 for codings before it or chunked twice
+//!   (6.1, 6.3); 400 in HTTP/1.0; beside a `Content-Length`, the request is read as chunked and
+//!   the connection closed after its answer (6.3);
+//! - otherwise `Content-Length` as digits, one value however many lines (400), within
+//!   `max_body` (413);
+//! - chunk sizes within `max_body` in all, chunk extensions by 7.1.1's grammar, a trailer
+//!   section held to a head's limits and grammar and taken out of what tiny_http reads (see
+//!   `body`); a broken body stops the stream with no answer of hellod's (tiny_http answers the
+//!   request);
+//! - no request read after one tiny_http takes as the last (by its reading of `Connection`), or
+//!   hands to the handler with the rest of the stream (`Connection: upgrade`, an unknown
+//!   `Expect`).
+//!
+//! It is stricter than RFC 9112 requires a server to be, never more lenient than tiny_http:
+//! bare LF line ends, obsolete line folding, empty lines before a request line, bytes above 0x7e
+//! in a head, a list of equal Content-Lengths, and whitespace in chunk lines are refused. The
+//! differential test (`differential`) holds it to a reading of RFC 9112 of its own, and names
+//! each of these exemptions.
 //!
 //! `head` follows request heads, `fields` checks the values that decide their framing, `body`
 //! follows the bodies after them.
