@@ -56,12 +56,12 @@ fn access_log_has_a_line_for_every_answer_hellod_gives_itself() {
         ("GET /aaaa", long_line.as_bytes(), 431),
         (
             "POST /two HTTP/1.1",
-            b"POST /two HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             400,
         ),
         (
             "POST /big HTTP/1.1",
-            b"POST /big HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n",
+            b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n",
             413,
         ),
         ("GET /h2 HTTP/2.0", b"GET /h2 HTTP/2.0\r\n\r\n", 505),

@@ -186,3 +186,28 @@ fn a_client_pipelining_without_reading_costs_bounded_memory() {
     assert!(grown < 4096, "+{grown} KiB for one client");
     greet(&server);
 }
+
+/// tiny_http's chunked decoder reads no trailer section; hellod takes the trailer fields out of
+/// what it reads. Sent on its own, after the server has read the body, a trailer line is a read
+/// with nothing left in it for tiny_http, which must not look like the end of the stream: the
+/// request and the one pipelined behind it are both answered.
+#[test]
+fn a_trailer_read_on_its_own_is_taken_out_and_the_connection_goes_on() {
+    let server = Server::start(&["--read-timeout", "60"]);
+    let mut stream = server.connect();
+    let client = stream.local_addr().unwrap();
+    let parts: [&[u8]; 3] = [
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n",
+        b"X-Trailer: 1\r\n",
+        b"\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ];
+    for part in parts {
+        stream.write_all(part).unwrap();
+        wait_for("the server to read what was sent", DEADLINE, || {
+            common::unread_by_server(server.addr, client) == Some(0)
+        });
+    }
+    let (received, ending) = read_until_close(&mut stream, DEADLINE);
+    let statuses = common::statuses(&received, false).unwrap();
+    assert_eq!((statuses, ending), (vec![200, 200], Ending::Closed));
+}

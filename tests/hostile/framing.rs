@@ -13,13 +13,14 @@ fn with_smuggled(head: &str, body: &str) -> Vec<u8> {
 }
 
 /// RFC 9112 6.1 and 6.3: an invalid Content-Length (not a plain decimal, or several that
-/// differ) or a Transfer-Encoding whose last coding is not chunked gets a 400; both framings
-/// at once get their answer; either way the connection closes at once (the read timeout is a
-/// minute) and `/smuggled` is never answered.
+/// differ) or a Transfer-Encoding whose last coding is not chunked gets a 400, one with other
+/// codings before chunked (or chunked twice) a 501; both framings at once get their answer;
+/// either way the connection closes at once (the read timeout is a minute) and `/smuggled` is
+/// never answered.
 #[test]
 fn ambiguous_framing_is_refused_and_nothing_smuggled_through() {
     let server = Server::start(&["--read-timeout", "60"]);
-    let cases: [(&str, &str, &str, u16); 10] = [
+    let cases: [(&str, &str, &str, u16); 12] = [
         (
             "TE and CL",
             "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
@@ -53,7 +54,19 @@ fn ambiguous_framing_is_refused_and_nothing_smuggled_through() {
             "TE chunked twice",
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
             "0\r\n\r\n",
-            400,
+            501,
+        ),
+        (
+            "TE gzip, chunked",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "0\r\n\r\n",
+            501,
+        ),
+        (
+            "TE identity; chunked",
+            "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+            "0\r\n\r\n",
+            501,
         ),
     ];
     for (name, head, body, status) in cases {

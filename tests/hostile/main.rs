@@ -15,6 +15,7 @@ mod common;
 
 mod access_log;
 mod bodies;
+mod cases;
 mod corpus;
 mod framing;
 mod generated;
@@ -25,41 +26,10 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use cases::{After, Case, Expect};
 use common::{DEADLINE, Ending, Server, parse_responses, read_until_close, usage, wait_for};
 
 const GREETING: &[u8] = b"Hello, World!";
-
-/// What the client does once it has written its bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum After {
-    /// Shuts its writing side and reads until the server closes.
-    HalfClose,
-    /// Stays silent, connection open, and reads until the server closes.
-    KeepOpen,
-    /// Closes at once without reading anything.
-    HangUp,
-    /// Resets the connection at once (SO_LINGER 0).
-    Reset,
-}
-
-/// What the corpus expects of the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// Well-formed responses with these statuses, in this order (200s carry the greeting; a 100
-    /// Continue is listed where it comes), then the server closes.
-    Answers(&'static [u16]),
-    /// The connection closes without a byte of response (a head cut short by the client).
-    ClosedSilently,
-    /// The client hung up: nothing to read; the server must simply go on.
-    Nothing,
-}
-
-struct Case {
-    name: &'static str,
-    bytes: Vec<u8>,
-    after: After,
-    expect: Expect,
-}
 
 /// Sends `bytes`, then does `after`; returns what came back (nothing for hang-ups).
 fn exchange(server: &Server, bytes: &[u8], after: After, limit: Duration) -> (Vec<u8>, Ending) {

@@ -132,9 +132,9 @@ impl State {
         total
     }
 
-    /// Follows bytes just read from the socket; returns how many of them go on to tiny_http
-    /// (the rest, and the end of the stream after them, it must not see).
-    pub(super) fn take_in(&mut self, bytes: &[u8]) -> usize {
+    /// Follows bytes just read from the socket; returns how many of them, moved to the front,
+    /// go on to tiny_http (the rest, and the end of the stream after them, it must not see).
+    pub(super) fn take_in(&mut self, bytes: &mut [u8]) -> usize {
         let scan = self.framing.scan(bytes);
         self.head_deadline = match (self.framing.in_head(), self.head_deadline) {
             (false, _) => None,
@@ -143,11 +143,11 @@ impl State {
         };
         let heads = self.count_head_bytes();
         match scan {
-            Scan::Pass if heads > settings().guard.head_budget && self.framing.in_head() => {
+            Scan::Pass(_) if heads > settings().guard.head_budget && self.framing.in_head() => {
                 self.stop(503);
                 0
             }
-            Scan::Pass => bytes.len(),
+            Scan::Pass(len) => len,
             Scan::Stop { keep, status } => {
                 self.answer = status;
                 keep
@@ -156,7 +156,7 @@ impl State {
     }
 
     /// Keeps what the waiting room read for tiny_http, as far as tiny_http may see it.
-    pub(super) fn prefetch(&mut self, bytes: &[u8]) {
+    pub(super) fn prefetch(&mut self, bytes: &mut [u8]) {
         let kept = self.take_in(bytes);
         self.prefetched.extend_from_slice(&bytes[..kept]);
         self.count_head_bytes();
@@ -214,6 +214,17 @@ impl Connection {
 
     /// tiny_http's read on `fd`, a duplicate of the socket, from a pool thread.
     pub(super) fn recv(self: &Arc<Self>, fd: RawFd, buf: *mut c_void, len: size_t) -> ssize_t {
+        loop {
+            // A read that was all trailer fields, taken out, leaves nothing to hand over, and
+            // tiny_http would take an empty read for the end of the stream: read on.
+            if let Some(received) = self.read_some(fd, buf, len) {
+                return received;
+            }
+        }
+    }
+
+    /// One read for [`Connection::recv`]: None if nothing of it is for tiny_http.
+    fn read_some(self: &Arc<Self>, fd: RawFd, buf: *mut c_void, len: size_t) -> Option<ssize_t> {
         let mut state = self.state();
         if !state.prefetched.is_empty() {
             let n = len.min(state.prefetched.len());
@@ -223,7 +234,7 @@ impl Connection {
             if state.prefetched.is_empty() {
                 state.forget_prefetched();
             }
-            return n as ssize_t;
+            return Some(n as ssize_t);
         }
         // At most a read timeout: a request answered without hellod being told (tiny_http's own
         // 500 when no thread could be had for a body) must not stop the connection.
@@ -238,12 +249,12 @@ impl Connection {
             waited = wait.timed_out();
         }
         if state.framing.is_stopped() {
-            return 0;
+            return Some(0);
         }
         if state.framing.between_requests() && !state.shut {
             match self.linger(state, fd) {
                 Some(guard) => state = guard,
-                None => return 0,
+                None => return Some(0),
             }
         }
         let deadline = state.head_deadline;
@@ -252,16 +263,18 @@ impl Connection {
             && sys::poll_readable([fd], sys::millis_until(deadline)).is_none()
         {
             self.state().stop(408);
-            return 0;
+            return Some(0);
         }
         // SAFETY: the caller's buffer and length, as given.
         let received = unsafe { sys::recv(fd, buf, len, 0) };
         if received <= 0 {
-            return received;
+            return Some(received);
         }
-        // SAFETY: the kernel wrote `received` bytes there.
-        let bytes = unsafe { std::slice::from_raw_parts(buf as *const u8, received as usize) };
-        self.state().take_in(bytes) as ssize_t
+        // SAFETY: the kernel wrote `received` bytes there, which are the caller's to change.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, received as usize) };
+        let mut state = self.state();
+        let kept = state.take_in(bytes);
+        (kept > 0 || state.framing.is_stopped()).then_some(kept as ssize_t)
     }
 
     /// At a request boundary, the pool thread waits for the next request, at most [`LINGER`] and

@@ -325,10 +325,9 @@ impl Loop {
             self.close(fd);
             return;
         }
-        let bytes = &buffer[..received as usize];
         let mut state = connection.state();
         let requests_before = state.framing.requests_ahead();
-        state.prefetch(bytes);
+        state.prefetch(&mut buffer[..received as usize]);
         let whole_head = state.framing.requests_ahead() > requests_before
             || (!state.prefetched.is_empty()
                 && !state.framing.in_head()
