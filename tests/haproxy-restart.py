@@ -257,7 +257,10 @@ def main():
         try:
             stopped = restart_under_load(binary, signal.SIGTERM, work)
         except Failure as failure:
-            print(f"haproxy restart (SIGTERM): FAIL: {failure}", file=sys.stderr)
+            print(f"haproxy restart (SIGTERM): FAIL: {failure}; the log's last lines:",
+                  file=sys.stderr)
+            with open(f"{work}/SIGTERM.log") as log:
+                print("".join(log.readlines()[-20:]), file=sys.stderr)
             return 1
         report(stopped)
         failures = []

@@ -524,19 +524,59 @@ pub fn thread_waits(pid: u32) -> Vec<(String, String)> {
 /// read yet (the kernel's receive queue, from /proc/net/tcp); None if there is no such socket.
 #[cfg(target_os = "linux")]
 pub fn unread_by_server(server: SocketAddr, client: SocketAddr) -> Option<u64> {
+    tcp_sockets(server)
+        .into_iter()
+        .find(|s| s.local_port == server.port() && s.remote_port == client.port())
+        .map(|s| s.receive_queue)
+}
+
+/// Connections to the listening socket on `server` that the kernel has set up and nobody has
+/// accepted yet (a listener's receive queue in /proc/net/tcp is its accept queue); None if
+/// nothing listens there. A connection accepted is one a stop can no longer turn away.
+#[cfg(target_os = "linux")]
+pub fn not_yet_accepted(server: SocketAddr) -> Option<u64> {
+    const LISTEN: u8 = 0x0A;
+    tcp_sockets(server)
+        .into_iter()
+        .find(|s| s.local_port == server.port() && s.state == LISTEN)
+        .map(|s| s.receive_queue)
+}
+
+/// A row of /proc/net/tcp or tcp6.
+#[cfg(target_os = "linux")]
+struct TcpSocket {
+    local_port: u16,
+    remote_port: u16,
+    state: u8,
+    receive_queue: u64,
+}
+
+/// The sockets of `server`'s family, as /proc/net/tcp (or tcp6) lists them.
+#[cfg(target_os = "linux")]
+fn tcp_sockets(server: SocketAddr) -> Vec<TcpSocket> {
     let table = if server.is_ipv4() { "tcp" } else { "tcp6" };
-    let text = std::fs::read_to_string(format!("/proc/net/{table}")).ok()?;
+    let text = std::fs::read_to_string(format!("/proc/net/{table}")).unwrap_or_default();
     let port_of = |address: &str| {
         let port = address.rsplit(':').next()?;
         u16::from_str_radix(port, 16).ok()
     };
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local, remote, queues) = (fields.get(1)?, fields.get(2)?, fields.get(4)?);
-        if port_of(local)? != server.port() || port_of(remote)? != client.port() {
-            return None;
-        }
-        let (_, receive_queue) = queues.split_once(':')?;
-        u64::from_str_radix(receive_queue, 16).ok()
-    })
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state, queues) = (
+                fields.get(1)?,
+                fields.get(2)?,
+                fields.get(3)?,
+                fields.get(4)?,
+            );
+            let (_, receive_queue) = queues.split_once(':')?;
+            Some(TcpSocket {
+                local_port: port_of(local)?,
+                remote_port: port_of(remote)?,
+                state: u8::from_str_radix(state, 16).ok()?,
+                receive_queue: u64::from_str_radix(receive_queue, 16).ok()?,
+            })
+        })
+        .collect()
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use hellod::shutdown::QUIET_BEFORE_CLOSE;
 
 use crate::common::{
-    DEADLINE, Ending, Server, first_median_last, parse_responses, read_until_close,
-    unread_by_server, wait_for,
+    DEADLINE, Ending, Server, first_median_last, not_yet_accepted, parse_responses,
+    read_until_close, unread_by_server, wait_for,
 };
 use crate::{
     GREETING, keep_alive_client, raise_own_open_files_limit, read_answer, says_close, shown,
@@ -39,10 +39,14 @@ pub(crate) fn quiet_under(grace: Duration) -> Duration {
     QUIET_BEFORE_CLOSE.min(grace / 2)
 }
 
-/// Sends SIGTERM and waits for hellod to say that it took it; returns when it was sent, the
-/// earliest the stop can have begun, so that a time measured from it is never longer than the
-/// one hellod measures from its stop.
+/// Once hellod has accepted every connection made to it (one still in the listener's queue
+/// would be refused with the listener), sends SIGTERM and waits for hellod to say that it took
+/// it; returns when it was sent, the earliest the stop can have begun, so that a time measured
+/// from it is never longer than the one hellod measures from its stop.
 fn stop(server: &Server) -> Instant {
+    wait_for("hellod to accept every connection", DEADLINE, || {
+        not_yet_accepted(server.addr) == Some(0)
+    });
     let signalled = Instant::now();
     server.signal("TERM");
     server.wait_for_line(SIGTERM_TAKEN);
