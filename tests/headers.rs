@@ -238,11 +238,15 @@ fn help_lists_the_flag_and_its_variable() {
 /// The machine's host name as the kernel gives it, read here as hellod must read it.
 #[cfg(unix)]
 fn host_name() -> String {
+    // SAFETY: utsname is arrays of C chars, for which all zeroes are valid.
     let mut names: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: uname fills the one struct passed, each field NUL-terminated.
+    // SAFETY: uname writes only into the one struct passed, which outlives the call.
     assert_eq!(unsafe { libc::uname(&mut names) }, 0);
-    let node = unsafe { std::ffi::CStr::from_ptr(names.nodename.as_ptr()) };
-    node.to_str().expect("a UTF-8 host name").to_owned()
+    // The kernel ends the name with a NUL within the field.
+    let node: Vec<u8> = (names.nodename.iter().map(|&c| c as u8))
+        .take_while(|&byte| byte != 0)
+        .collect();
+    String::from_utf8(node).expect("a UTF-8 host name")
 }
 
 // Unix: on Windows hellod reads COMPUTERNAME, which `hellod()`'s clean environment drops.

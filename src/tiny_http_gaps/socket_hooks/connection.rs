@@ -201,11 +201,21 @@ impl Connection {
     }
 
     /// tiny_http's read on `fd`, a duplicate of the socket, from a pool thread.
-    pub(super) fn recv(self: &Arc<Self>, fd: RawFd, buf: *mut c_void, len: size_t) -> ssize_t {
+    ///
+    /// # Safety
+    ///
+    /// As `recv(2)`: `buf` points to `len` writable bytes (initialised or not).
+    pub(super) unsafe fn recv(
+        self: &Arc<Self>,
+        fd: RawFd,
+        buf: *mut c_void,
+        len: size_t,
+    ) -> ssize_t {
         let mut state = self.state();
         if !state.prefetched.is_empty() {
             let n = len.min(state.prefetched.len());
-            // SAFETY: the caller's buffer holds `len` bytes, `n` at most that; ours is apart.
+            // SAFETY: the caller's buffer holds `len` writable bytes (this function's contract),
+            // `n` is at most that, and `prefetched` is our own allocation, so the two are apart.
             unsafe { std::ptr::copy_nonoverlapping(state.prefetched.as_ptr(), buf.cast(), n) };
             state.prefetched.drain(..n);
             if state.prefetched.is_empty() {
@@ -242,12 +252,14 @@ impl Connection {
             self.state().stop(408);
             return 0;
         }
-        // SAFETY: the caller's buffer and length, as given.
+        // SAFETY: `buf` points to `len` writable bytes, this function's own contract, which is
+        // the one `sys::recv` asks for.
         let received = unsafe { sys::recv(fd, buf, len, 0) };
         if received <= 0 {
             return received;
         }
-        // SAFETY: the kernel wrote `received` bytes there.
+        // SAFETY: the read succeeded, so the kernel has initialised the first `received` bytes
+        // of `buf`, at most its `len`; nothing else writes to them while this slice lives.
         let bytes = unsafe { std::slice::from_raw_parts(buf as *const u8, received as usize) };
         self.state().take_in(bytes) as ssize_t
     }
@@ -339,7 +351,7 @@ impl Connection {
             .is_some_and(|rest| rest.first().is_none_or(|&next| !is_token_byte(next)));
         let response = refusal_response(status, head);
         let flags = libc::MSG_NOSIGNAL | if wait { 0 } else { libc::MSG_DONTWAIT };
-        // SAFETY: sends from a buffer owned here.
+        // SAFETY: send only reads `response.len()` bytes of `response`, which outlives the call.
         unsafe { libc::send(self.fd, response.as_ptr().cast(), response.len(), flags) };
         if let Some(log) = settings().access_log {
             log(&Refusal {

@@ -125,7 +125,8 @@ pub(super) fn settings() -> &'static Settings {
 ///
 /// # Safety
 ///
-/// As `accept4(2)`.
+/// As `accept4(2)`: `addr` and `len` are null, or point to a writable address buffer and its
+/// length.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn accept4(
     fd: c_int,
@@ -134,7 +135,8 @@ pub unsafe extern "C" fn accept4(
     flags: c_int,
 ) -> c_int {
     if !active(0b0001) {
-        // SAFETY: the caller's arguments, as given.
+        // SAFETY: passed on unchanged, under the contract this hook's caller upholds (# Safety
+        // above), which is the one `sys::accept4` asks for.
         return unsafe { sys::accept4(fd, addr, len, flags) };
     }
     while !handoff::hold_reserve() {
@@ -145,7 +147,8 @@ pub unsafe extern "C" fn accept4(
     handoff::release_reserve();
     if !addr.is_null() && !len.is_null() {
         let peer = socket2::SockAddr::from(connection.peer);
-        // SAFETY: the caller's buffer of `*len` bytes; at most that much is written.
+        // SAFETY: neither is null, so by this hook's contract `*len` is readable and `addr` has
+        // `*len` writable bytes: at most that many are written, from `peer`, which is apart.
         unsafe {
             let n = (peer.len() as usize).min(*len as usize);
             std::ptr::copy_nonoverlapping(peer.as_ptr().cast::<u8>(), addr.cast::<u8>(), n);
@@ -157,22 +160,25 @@ pub unsafe extern "C" fn accept4(
 
 /// # Safety
 ///
-/// As `recv(2)`.
+/// As `recv(2)`: `buf` points to `len` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     if active(0b0010)
         && flags == 0
         && let Some(connection) = registry::connection_read_on(fd)
     {
-        return connection.recv(fd, buf, len);
+        // SAFETY: passed on unchanged, under the contract this hook's caller upholds (# Safety
+        // above), which is the one `Connection::recv` asks for.
+        return unsafe { connection.recv(fd, buf, len) };
     }
-    // SAFETY: the caller's arguments, as given.
+    // SAFETY: passed on unchanged, under the contract this hook's caller upholds (# Safety
+    // above), which is the one `sys::recv` asks for.
     unsafe { sys::recv(fd, buf, len, flags) }
 }
 
 /// # Safety
 ///
-/// As `shutdown(2)`.
+/// As `shutdown(2)`: `fd` is the caller's to shut.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     let Some(entry) = active(0b0100).then(|| registry::lookup(fd)).flatten() else {
@@ -202,7 +208,7 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
 
 /// # Safety
 ///
-/// As `close(2)`.
+/// As `close(2)`: `fd` is the caller's to close, and not used again after.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if !active(0b1000) {
