@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The heavy robustness cases (tests/stress/) against the release binary, one at a time: accept
 # failures and recovery, 2,000 stalled connections, clients stalled in bodies, floods of 10,000
-# connections, SIGTERM under wrk, a three-minute soak, and the attacks on memory and threads
-# (huge and many headers, HTTP/2 request lines, trickled heads). Each test is
+# connections, SIGTERM under wrk, a three-minute soak, the attacks on memory and threads
+# (huge and many headers, HTTP/2 request lines, trickled heads), and cuts of clients not reading
+# beside churning connections, which must hit no other connection. Each test is
 # bounded; so is the whole run (STRESS_TIMEOUT seconds, default 600, build excluded). Prints
 # every figure measured, then a summary of them. Exits non-zero if any test fails.
 # Usage: tests/stress.sh [TEST_NAME_FILTER]   (HELLOD_SOAK_SECONDS shortens the soak)
@@ -33,7 +34,7 @@ status=${PIPESTATUS[0]}
 
 echo
 echo "=== stress figures ($((SECONDS - started)) s)"
-grep -E '^(test .* \.\.\. )?(open files|accept|out of threads|a [0-9]+ MiB|a head|100,000|1,000|[0-9]+ (stalled|clients|tricklers)|closed by|after the read|settled|flood|SIGTERM|prober|tracked|soak|SKIPPED|WARNING)' "$log" \
+grep -E '^(test .* \.\.\. )?(open files|accept|out of threads|a [0-9]+ MiB|a head|100,000|1,000|[0-9]+ (stalled|clients|tricklers)|closed by|after the read|settled|flood|SIGTERM|prober|tracked|soak|cuts beside|SKIPPED|WARNING)' "$log" \
     | sed -E 's/^test [a-z0-9_:]+ \.\.\. //'
 grep -E "^test result|^    [a-z0-9_:]+$" "$log"
 exit "$status"
