@@ -31,9 +31,13 @@ pub fn host_name() -> Option<String> {
     if unsafe { libc::uname(names.as_mut_ptr()) } != 0 {
         return None;
     }
+    // SAFETY: uname succeeded, and on success it has written the whole struct.
     let names = unsafe { names.assume_init() };
-    let node = unsafe { std::ffi::CStr::from_ptr(names.nodename.as_ptr()) };
-    Some(node.to_string_lossy().into_owned())
+    // The kernel ends the name with a NUL within the field.
+    let node: Vec<u8> = (names.nodename.iter().map(|&c| c as u8))
+        .take_while(|&byte| byte != 0)
+        .collect();
+    Some(String::from_utf8_lossy(&node).into_owned())
 }
 
 /// The computer's name, as Windows gives every process in COMPUTERNAME (a container's, in one):

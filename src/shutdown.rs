@@ -86,13 +86,13 @@ mod console {
     #[link(name = "kernel32")]
     unsafe extern "system" {
         pub fn SetConsoleCtrlHandler(
-            handler: Option<unsafe extern "system" fn(u32) -> i32>,
+            handler: Option<extern "system" fn(u32) -> i32>,
             add: i32,
         ) -> i32;
     }
 
     /// Runs on a thread that Windows starts for the event. Returning 1 means handled.
-    pub unsafe extern "system" fn on_event(event: u32) -> i32 {
+    pub extern "system" fn on_event(event: u32) -> i32 {
         let (name, ends_the_process) = match event {
             0 => ("Ctrl-C", false),
             1 => ("Ctrl-Break", false),

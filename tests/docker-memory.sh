@@ -15,7 +15,7 @@
 #   Figures: the cgroup's memory peak per attack, the answers each attack got, admitted and
 #   refused connections.
 # memory_capacity IMAGE GO_IMAGE: 10,000 connections held under --memory 64m, on the host's
-#   network, with the epoll issue's bounds for hellod and Go's hello beside it for the record
+#   network, with hellod's bounds enforced and Go's hello beside it for the record
 #   (tests/docker-capacity.py; see the section at the end). `tests/docker.sh capacity` runs
 #   only this.
 #
@@ -283,7 +283,7 @@ memory_attacks() {
     docker rm "$name" >/dev/null
 }
 
-# --- Capacity: many connections held under --memory 64m (the epoll issue). memory_capacity IMAGE
+# --- Capacity: many connections held under --memory 64m. memory_capacity IMAGE
 # GO_IMAGE, both on the host's network (--network host: no proxy, no namespace to enter; each
 # server listens on a free loopback port of its own, hellod through HELLOD_LISTEN, its flags
 # otherwise the defaults) under --memory 64m --memory-swap 64m, read-only, no capabilities, no

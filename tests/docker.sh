@@ -363,7 +363,8 @@ else
     fi
 fi
 
-# Late: today's hellod misses these bounds (the epoll issue), and the checks above still report.
+# Last: today's hellod misses these bounds (10,000 connections held under --memory 64m), and
+# the checks above still report.
 capacity_go_image
 echo "docker: hellod-test:plain and Go's hello holding many connections"
 memory_capacity hellod-test:plain hellod-test:go

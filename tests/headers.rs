@@ -117,6 +117,45 @@ fn a_custom_server_header_still_says_when_the_connection_closes_or_stays_open() 
     assert_eq!(read_response(&mut reader, false).unwrap().status(), 200);
 }
 
+/// hellod's own answers (a head too large, a bad request line, an HTTP version tiny_http would
+/// mishandle, past the connection limit) name the server as the greeting does. Linux only: the
+/// socket hooks that write them are.
+#[cfg(target_os = "linux")]
+#[test]
+fn hellods_own_refusals_name_the_configured_server() {
+    const SERVER: &str = "edge/1.2 (replica a)";
+    let server = Server::start(&[
+        "--header",
+        &format!("Server: {SERVER}"),
+        "--max-connections",
+        "2",
+    ]);
+    let too_large = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let refused: [(&[u8], u16); 3] = [
+        (too_large.as_bytes(), 431),
+        (b"GE\x01T / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+    ];
+    for (request, status) in refused {
+        let mut stream = server.connect();
+        stream.write_all(request).unwrap();
+        let response = read_response(&mut BufReader::new(stream), false).expect("an answer");
+        assert_eq!(response.status(), status);
+        assert_eq!(values(&response, "Server"), [SERVER], "{status}");
+    }
+
+    // Two connections held open, which hellod accepts (and counts) in the order they came; the
+    // third is answered at once, before it sends anything.
+    let held = [server.connect(), server.connect()];
+    let response = read_response(&mut BufReader::new(server.connect()), false).expect("an answer");
+    assert_eq!(response.status(), 503);
+    assert_eq!(values(&response, "Server"), [SERVER], "503");
+    drop(held);
+}
+
 #[test]
 fn headers_from_the_environment_one_a_line_and_the_flag_wins() {
     // What a Kubernetes `value: |` block gives: one header a line, a newline at the end.
@@ -238,11 +277,15 @@ fn help_lists_the_flag_and_its_variable() {
 /// The machine's host name as the kernel gives it, read here as hellod must read it.
 #[cfg(unix)]
 fn host_name() -> String {
+    // SAFETY: utsname is arrays of C chars, for which all zeroes are valid.
     let mut names: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: uname fills the one struct passed, each field NUL-terminated.
+    // SAFETY: uname writes only into the one struct passed, which outlives the call.
     assert_eq!(unsafe { libc::uname(&mut names) }, 0);
-    let node = unsafe { std::ffi::CStr::from_ptr(names.nodename.as_ptr()) };
-    node.to_str().expect("a UTF-8 host name").to_owned()
+    // The kernel ends the name with a NUL within the field.
+    let node: Vec<u8> = (names.nodename.iter().map(|&c| c as u8))
+        .take_while(|&byte| byte != 0)
+        .collect();
+    String::from_utf8(node).expect("a UTF-8 host name")
 }
 
 // Unix: on Windows hellod reads COMPUTERNAME, which `hellod()`'s clean environment drops.

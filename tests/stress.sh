@@ -2,8 +2,9 @@
 # The heavy robustness cases (tests/stress/) against the release binary, one at a time: accept
 # failures and recovery, 2,000 stalled connections, clients stalled in bodies, floods of 10,000
 # connections, SIGTERM under wrk, the stop seen from open connections (busy, idle, half-sent,
-# silent, trickling), a three-minute soak, and the attacks on memory and threads (huge and many
-# headers, HTTP/2 request lines, trickled heads); then a rolling restart behind HAProxy under
+# silent, trickling), a three-minute soak, the attacks on memory and threads (huge and many
+# headers, HTTP/2 request lines, trickled heads), and cuts of clients not reading beside churning
+# connections, which must hit no other connection; then a rolling restart behind HAProxy under
 # wrk (tests/haproxy-restart.py). Each test is bounded; so is the whole run (STRESS_TIMEOUT
 # seconds, default 600, build excluded, and 90 more for the HAProxy run). Prints every figure
 # measured, then a summary of them. Exits non-zero if any test fails.
@@ -49,7 +50,7 @@ fi
 
 echo
 echo "=== stress figures ($((SECONDS - started)) s)"
-grep -E '^(test .* \.\.\. )?(open files|accept|out of threads|a [0-9]+ MiB|a head|a half-sent|100,000|1,000|[0-9]+ (stalled|clients|tricklers)|closed by|after the read|settled|flood|SIGTERM|prober|tracked|stop with|haproxy restart|soak|SKIPPED|WARNING)' "$log" \
+grep -E '^(test .* \.\.\. )?(open files|accept|out of threads|a [0-9]+ MiB|a head|a half-sent|100,000|1,000|[0-9]+ (stalled|clients|tricklers)|closed by|after the read|settled|flood|SIGTERM|prober|tracked|stop with|haproxy restart|soak|cuts beside|SKIPPED|WARNING)' "$log" \
     | sed -E 's/^test [a-z0-9_:]+ \.\.\. //'
 grep -E "^test result|^    [a-z0-9_:]+$" "$log"
 exit "$status"

@@ -62,8 +62,11 @@ impl AcceptLoop {
 #[cfg(unix)]
 fn fstat(fd: std::os::fd::RawFd) -> Option<libc::stat> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a whole `stat` on success and nothing else.
-    (unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == 0).then(|| unsafe { stat.assume_init() })
+    // SAFETY: fstat writes nothing but the one `stat` passed, which outlives the call; a
+    // descriptor number that names nothing is an error (EBADF), not undefined behaviour.
+    let found = unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == 0;
+    // SAFETY: fstat succeeded, and on success it has written the whole `stat`.
+    found.then(|| unsafe { stat.assume_init() })
 }
 
 /// The one Winsock call needed, declared here rather than through a bindings crate.

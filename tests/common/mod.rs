@@ -239,35 +239,36 @@ pub fn thread_names(pid: u32) -> Vec<String> {
 /// options set on it. Needs the right to trace `pid`, which a parent has.
 #[cfg(target_os = "linux")]
 pub fn steal_listener(pid: u32, port: u16) -> std::net::TcpListener {
-    use std::os::fd::FromRawFd;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-    // SAFETY: plain syscalls; every descriptor they return is owned here and closed or returned.
-    unsafe {
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-        assert!(
-            pidfd >= 0,
-            "pidfd_open: {}",
-            std::io::Error::last_os_error()
-        );
-        for target_fd in 0..64 {
-            let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, target_fd, 0) as i32;
-            if fd < 0 {
-                continue;
-            }
-            let socket = socket2::Socket::from_raw_fd(fd);
-            let is_it = socket.is_listener().unwrap_or(false)
-                && socket
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_socket())
-                    .is_some_and(|a| a.port() == port);
-            if is_it {
-                libc::close(pidfd);
-                return socket.into();
-            }
+    // SAFETY: pidfd_open takes no memory.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a descriptor just made, which nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    for target_fd in 0..64 {
+        // SAFETY: pidfd_getfd takes no memory.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
+        if fd < 0 {
+            continue;
         }
-        panic!("no listening socket on port {port} in process {pid}");
+        // SAFETY: a duplicate just made in this process, which nothing else owns.
+        let socket = unsafe { socket2::Socket::from_raw_fd(fd as i32) };
+        let is_it = socket.is_listener().unwrap_or(false)
+            && socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .is_some_and(|a| a.port() == port);
+        if is_it {
+            return socket.into();
+        }
     }
+    panic!("no listening socket on port {port} in process {pid}");
 }
 
 // Helpers for tests/hostile.rs and tests/stress/: raw exchanges, strict response parsing and

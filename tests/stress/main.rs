@@ -18,6 +18,7 @@ mod common;
 
 mod accept_failures;
 mod attacks;
+mod cuts;
 mod floods;
 mod head_budget;
 mod out_of_threads;

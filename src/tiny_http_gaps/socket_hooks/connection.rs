@@ -213,22 +213,42 @@ impl Connection {
     }
 
     /// tiny_http's read on `fd`, a duplicate of the socket, from a pool thread.
-    pub(super) fn recv(self: &Arc<Self>, fd: RawFd, buf: *mut c_void, len: size_t) -> ssize_t {
+    ///
+    /// # Safety
+    ///
+    /// As `recv(2)`: `buf` points to `len` writable bytes (initialised or not).
+    pub(super) unsafe fn recv(
+        self: &Arc<Self>,
+        fd: RawFd,
+        buf: *mut c_void,
+        len: size_t,
+    ) -> ssize_t {
         loop {
             // A read that was all trailer fields, taken out, leaves nothing to hand over, and
             // tiny_http would take an empty read for the end of the stream: read on.
-            if let Some(received) = self.read_some(fd, buf, len) {
+            // SAFETY: the caller's buffer, as this function's contract gives it.
+            if let Some(received) = unsafe { self.read_some(fd, buf, len) } {
                 return received;
             }
         }
     }
 
     /// One read for [`Connection::recv`]: None if nothing of it is for tiny_http.
-    fn read_some(self: &Arc<Self>, fd: RawFd, buf: *mut c_void, len: size_t) -> Option<ssize_t> {
+    ///
+    /// # Safety
+    ///
+    /// As [`Connection::recv`].
+    unsafe fn read_some(
+        self: &Arc<Self>,
+        fd: RawFd,
+        buf: *mut c_void,
+        len: size_t,
+    ) -> Option<ssize_t> {
         let mut state = self.state();
         if !state.prefetched.is_empty() {
             let n = len.min(state.prefetched.len());
-            // SAFETY: the caller's buffer holds `len` bytes, `n` at most that; ours is apart.
+            // SAFETY: the caller's buffer holds `len` writable bytes (this function's contract),
+            // `n` is at most that, and `prefetched` is our own allocation, so the two are apart.
             unsafe { std::ptr::copy_nonoverlapping(state.prefetched.as_ptr(), buf.cast(), n) };
             state.prefetched.drain(..n);
             if state.prefetched.is_empty() {
@@ -265,12 +285,15 @@ impl Connection {
             self.state().stop(408);
             return Some(0);
         }
-        // SAFETY: the caller's buffer and length, as given.
+        // SAFETY: `buf` points to `len` writable bytes, this function's own contract, which is
+        // the one `sys::recv` asks for.
         let received = unsafe { sys::recv(fd, buf, len, 0) };
         if received <= 0 {
             return Some(received);
         }
-        // SAFETY: the kernel wrote `received` bytes there, which are the caller's to change.
+        // SAFETY: the read succeeded, so the kernel has initialised the first `received` bytes
+        // of `buf`, at most its `len`, which are the caller's to change; nothing else touches
+        // them while this slice lives.
         let bytes = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, received as usize) };
         let mut state = self.state();
         let kept = state.take_in(bytes);
@@ -391,7 +414,7 @@ impl Connection {
             .is_some_and(|rest| rest.first().is_none_or(|&next| !is_token_byte(next)));
         let response = refusal_response(status, head);
         let flags = libc::MSG_NOSIGNAL | if wait { 0 } else { libc::MSG_DONTWAIT };
-        // SAFETY: sends from a buffer owned here.
+        // SAFETY: send only reads `response.len()` bytes of `response`, which outlives the call.
         unsafe { libc::send(self.fd, response.as_ptr().cast(), response.len(), flags) };
         if let Some(log) = settings().access_log {
             log(&Refusal {

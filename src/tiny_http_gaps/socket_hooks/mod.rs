@@ -172,7 +172,8 @@ pub(super) fn settings() -> &'static Settings {
 ///
 /// # Safety
 ///
-/// As `accept4(2)`.
+/// As `accept4(2)`: `addr` and `len` are null, or point to a writable address buffer and its
+/// length.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn accept4(
     fd: c_int,
@@ -181,7 +182,8 @@ pub unsafe extern "C" fn accept4(
     flags: c_int,
 ) -> c_int {
     if !active(0b0001) {
-        // SAFETY: the caller's arguments, as given.
+        // SAFETY: passed on unchanged, under the contract this hook's caller upholds (# Safety
+        // above), which is the one `sys::accept4` asks for.
         return unsafe { sys::accept4(fd, addr, len, flags) };
     }
     while !handoff::hold_reserve() {
@@ -190,7 +192,7 @@ pub unsafe extern "C" fn accept4(
     let connection = handoff::next_for_tiny_http();
     handoff::make_spare_wake();
     handoff::release_reserve();
-    // SAFETY: the caller's arguments, as `accept4(2)` takes them.
+    // SAFETY: `accept4(2)`'s contract, which this hook's caller upholds, is `write_address`'s.
     unsafe { write_address(connection.peer, addr, len) };
     connection.fd
 }
@@ -206,7 +208,7 @@ pub unsafe extern "C" fn accept4(
 /// As `getpeername(2)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-    // SAFETY: the caller's arguments, as given.
+    // SAFETY: passed on unchanged, under the contract this hook's caller upholds.
     let result = unsafe { sys::getpeername(fd, addr, len) };
     if !active(0b1_0000) || result == 0 || sys::errno() != libc::ENOTCONN {
         return result;
@@ -217,7 +219,8 @@ pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut s
     };
     match peer {
         Some(peer) => {
-            // SAFETY: the caller's arguments, as `getpeername(2)` takes them.
+            // SAFETY: `getpeername(2)`'s contract, which this hook's caller upholds, is
+            // `write_address`'s.
             unsafe { write_address(peer, addr, len) };
             0
         }
@@ -236,7 +239,8 @@ unsafe fn write_address(peer: std::net::SocketAddr, addr: *mut sockaddr, len: *m
         return;
     }
     let peer = socket2::SockAddr::from(peer);
-    // SAFETY: the caller's buffer of `*len` bytes; at most that much is written.
+    // SAFETY: neither is null, so by the contract `*len` is readable and `addr` has `*len`
+    // writable bytes: at most that many are written, from `peer`, which is apart.
     unsafe {
         let n = (peer.len() as usize).min(*len as usize);
         std::ptr::copy_nonoverlapping(peer.as_ptr().cast::<u8>(), addr.cast::<u8>(), n);
@@ -246,22 +250,25 @@ unsafe fn write_address(peer: std::net::SocketAddr, addr: *mut sockaddr, len: *m
 
 /// # Safety
 ///
-/// As `recv(2)`.
+/// As `recv(2)`: `buf` points to `len` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     if active(0b0010)
         && flags == 0
         && let Some(connection) = registry::connection_read_on(fd)
     {
-        return connection.recv(fd, buf, len);
+        // SAFETY: passed on unchanged, under the contract this hook's caller upholds (# Safety
+        // above), which is the one `Connection::recv` asks for.
+        return unsafe { connection.recv(fd, buf, len) };
     }
-    // SAFETY: the caller's arguments, as given.
+    // SAFETY: passed on unchanged, under the contract this hook's caller upholds (# Safety
+    // above), which is the one `sys::recv` asks for.
     unsafe { sys::recv(fd, buf, len, flags) }
 }
 
 /// # Safety
 ///
-/// As `shutdown(2)`.
+/// As `shutdown(2)`: `fd` is the caller's to shut.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     let Some(entry) = active(0b0100).then(|| registry::lookup(fd)).flatten() else {
@@ -291,7 +298,7 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
 
 /// # Safety
 ///
-/// As `close(2)`.
+/// As `close(2)`: `fd` is the caller's to close, and not used again after.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if !active(0b1000) {

@@ -1,6 +1,7 @@
 //! The kernel's socket calls, made directly. hellod defines `accept4`, `recv`, `shutdown`,
-//! `close` and `getpeername` itself, so code in the hooks that called libc's names would call the hooks again: every
-//! such call goes through here instead (clippy's `disallowed-methods` refuses the libc names).
+//! `close` and `getpeername` itself, so code in the hooks that called libc's names would call the
+//! hooks again: every such call goes through here instead (clippy's `disallowed-methods` refuses
+//! the libc names).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -12,7 +13,8 @@ pub(super) fn errno() -> c_int {
 }
 
 fn set_errno(code: c_int) {
-    // SAFETY: the calling thread's own errno.
+    // SAFETY: __errno_location returns a valid pointer to this thread's errno, which no other
+    // thread touches.
     unsafe { *libc::__errno_location() = code };
 }
 
@@ -42,7 +44,8 @@ pub(super) unsafe fn accept4(
     len: *mut libc::socklen_t,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: the caller's address buffer, as `accept4(2)` takes it.
+    // SAFETY: the kernel writes to `addr` and `len` only as this function's contract allows, and
+    // checks the pointers itself (a bad one is EFAULT).
     unsafe { libc::syscall(libc::SYS_accept4, fd, addr, len, flags) as c_int }
 }
 
@@ -62,7 +65,8 @@ pub(super) unsafe fn getpeername(
 ///
 /// As `recv(2)`: `buf` points to `len` writable bytes.
 pub(super) unsafe fn recv(fd: RawFd, buf: *mut c_void, len: usize, flags: c_int) -> isize {
-    // SAFETY: the caller's buffer, as `recvfrom(2)` takes it; no address is asked for.
+    // SAFETY: `buf` has `len` writable bytes (this function's contract), and with null address
+    // pointers recvfrom writes nothing else.
     unsafe {
         libc::recvfrom(
             fd,
@@ -77,13 +81,13 @@ pub(super) unsafe fn recv(fd: RawFd, buf: *mut c_void, len: usize, flags: c_int)
 
 /// Reads into a buffer of hellod's own.
 pub(super) fn recv_into(fd: RawFd, buf: &mut [u8], flags: c_int) -> isize {
-    // SAFETY: `buf` is `buf.len()` writable bytes.
+    // SAFETY: a mutable slice is `buf.len()` writable bytes, borrowed for the whole call.
     unsafe { recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) }
 }
 
 /// Sends what it can without waiting, and never raises SIGPIPE.
 pub(super) fn send_now(fd: RawFd, bytes: &[u8]) {
-    // SAFETY: sends from a buffer of `bytes.len()` bytes.
+    // SAFETY: send only reads `bytes.len()` bytes of `bytes`, which outlives the call.
     unsafe {
         libc::send(
             fd,
@@ -108,9 +112,10 @@ pub(super) fn discard_unread(fd: RawFd) {
 /// The inode of the socket behind `fd`: the same for a descriptor and its duplicates.
 pub(super) fn inode(fd: RawFd) -> Option<u64> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a whole `stat` on success and nothing else.
+    // SAFETY: fstat writes nothing but the one `stat` passed, which outlives the call; a
+    // descriptor number that names nothing is an error (EBADF), not undefined behaviour.
     let found = unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == 0;
-    // SAFETY: written whole, as just checked.
+    // SAFETY: fstat succeeded, and on success it has written the whole `stat`.
     found.then(|| unsafe { stat.assume_init() }.st_ino)
 }
 
@@ -123,13 +128,13 @@ pub(super) fn eventfd() -> Option<RawFd> {
 
 pub(super) fn signal_eventfd(fd: RawFd) {
     let one = 1u64;
-    // SAFETY: writes the 8 bytes of `one`.
+    // SAFETY: write only reads the 8 bytes of `one`, which outlives the call.
     unsafe { libc::write(fd, (&raw const one).cast(), 8) };
 }
 
 pub(super) fn drain_eventfd(fd: RawFd) {
     let mut count = 0u64;
-    // SAFETY: reads at most the 8 bytes of `count`.
+    // SAFETY: read writes at most 8 bytes, the size of `count`, which outlives the call.
     unsafe { libc::read(fd, (&raw mut count).cast(), 8) };
 }
 
@@ -141,7 +146,7 @@ pub(super) fn poll_readable<const N: usize>(fds: [RawFd; N], millis: c_int) -> O
         events: libc::POLLIN,
         revents: 0,
     });
-    // SAFETY: N pollfds, owned here.
+    // SAFETY: poll reads and writes exactly the N pollfds of `polls`, which outlives the call.
     if unsafe { libc::poll(polls.as_mut_ptr(), N as libc::nfds_t, millis) } <= 0 {
         return None;
     }

@@ -86,7 +86,7 @@ fn watch(epoll: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
         events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
         u64: token,
     };
-    // SAFETY: one event, owned here.
+    // SAFETY: epoll_ctl only reads the one `event`, which outlives the call.
     if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -94,7 +94,7 @@ fn watch(epoll: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
 }
 
 fn unwatch(epoll: RawFd, fd: RawFd) {
-    // SAFETY: no event is read for a removal.
+    // SAFETY: for a removal the event is ignored, and may be null (Linux 2.6.9 on).
     unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
 }
 
@@ -155,7 +155,8 @@ impl Loop {
                 (Some(at), None) | (None, Some(at)) => sys::millis_until(at),
                 (None, None) => -1,
             };
-            // SAFETY: writes at most `events.len()` events into the array.
+            // SAFETY: epoll_wait writes at most `events.len()` events, into `events`, which
+            // outlives the call.
             let count = unsafe {
                 libc::epoll_wait(
                     self.epoll,
@@ -192,11 +193,12 @@ impl Loop {
             return true;
         };
         for _ in 0..ACCEPTS_PER_ROUND {
-            // SAFETY: zeroes are a valid sockaddr_storage.
+            // SAFETY: sockaddr_storage is plain integers, for which all zeroes are valid.
             let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of_val(&address) as socklen_t;
             let address_ptr = (&raw mut address).cast::<sockaddr>();
-            // SAFETY: the address buffer and its length, owned here.
+            // SAFETY: `address_ptr` points to `address`, whose size `len` holds; both outlive
+            // the call.
             let fd = unsafe { sys::accept4(listener, address_ptr, &mut len, libc::SOCK_CLOEXEC) };
             if fd < 0 {
                 match sys::errno() {
@@ -214,7 +216,8 @@ impl Loop {
                     }
                 }
             }
-            // SAFETY: the kernel wrote an address of `len` bytes there.
+            // SAFETY: the accept succeeded, so the kernel wrote an address of `len` bytes into
+            // `address` (at most its size, which is any family's).
             let peer = unsafe { peer_of(address_ptr, len) };
             match (peer, sys::inode(fd)) {
                 (Some(peer), Some(inode))
