@@ -184,11 +184,12 @@ Limits: at most {MAX_HEADER_FIELDS} header fields (431); unfinished request head
   of the memory limit, {head_budget} without one (503); bodies up to {MAX_BODY_BYTES} bytes (413), read and
   discarded; HTTP/1.0 and 1.1 only (505); one valid Host, which HTTP/1.0 may leave out (400);
   framing must be unambiguous (RFC 9112: one valid Content-Length, or the one transfer coding
-  chunked; 400, or 501 for codings before chunked); chunked trailer fields are dropped. Every
-  refusal closes the connection.
+  chunked; 400, or 501 for codings before chunked); chunk-size lines up to {MAX_CHUNK_LINE}
+  bytes; chunked trailer fields are dropped. Every refusal closes the connection.
 Exit codes: 0 stopped by SIGTERM/SIGINT (Ctrl-C), 1 runtime failure (e.g. address in use), 2 bad flag or value.
 ",
         version = env!("CARGO_PKG_VERSION"),
+        MAX_CHUNK_LINE = crate::tiny_http_gaps::framing::MAX_CHUNK_LINE,
         min_head = MAX_HEADER_BYTES_RANGE.0,
         max_head = MAX_HEADER_BYTES_RANGE.1,
         max_conns = MAX_CONNECTIONS_RANGE.1,

@@ -9,7 +9,7 @@
 //! hellod ignores its fields, as RFC 9110 6.5.1 lets a recipient.
 
 use super::head::Field;
-use super::{Framing, State, is_token_byte, is_visible};
+use super::{Framing, MAX_CHUNK_LINE, State, is_token_byte, is_visible};
 use Extension::{Name, NameStart, Quoted, QuotedEnd, QuotedPair, Token, ValueStart};
 
 /// Where in a chunked body the next byte goes.
@@ -70,7 +70,7 @@ impl Framing {
         }
         let next = match (part, byte) {
             (Chunked::Size, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
-                self.chunk_digits += 1;
+                self.chunk_line += 1;
                 let digit = (byte as char).to_digit(16).unwrap_or(0) as u64;
                 self.chunk_size = self.chunk_size.saturating_mul(16).saturating_add(digit);
                 if self.body_total.saturating_add(self.chunk_size) > self.limits.max_body {
@@ -78,28 +78,34 @@ impl Framing {
                 }
                 Chunked::Size
             }
-            (Chunked::Size, b';' | b'\r') if self.chunk_digits == 0 => return Err(None),
+            (Chunked::Size, b';' | b'\r') if self.chunk_line == 0 => return Err(None),
             (Chunked::Size | Chunked::Extension(Name | Token | QuotedEnd), b';') => {
+                self.chunk_line += 1;
                 Chunked::Extension(NameStart)
             }
             (Chunked::Size | Chunked::Extension(Name | Token | QuotedEnd), b'\r') => {
                 Chunked::SizeEnd
             }
-            (Chunked::Extension(part), byte) => Chunked::Extension(match (part, byte) {
-                (NameStart | Name, byte) if is_token_byte(byte) => Name,
-                (Name, b'=') => ValueStart,
-                (ValueStart | Token, byte) if is_token_byte(byte) => Token,
-                (ValueStart, b'"') => Quoted,
-                (Quoted, b'"') => QuotedEnd,
-                (Quoted, b'\\') => QuotedPair,
-                (Quoted, byte) if is_quoted_text(byte) => Quoted,
-                (QuotedPair, byte) if byte == b'\t' || byte == b' ' || is_visible(byte) => Quoted,
-                _ => return Err(None),
-            }),
+            (Chunked::Extension(part), byte) => {
+                self.chunk_line += 1;
+                Chunked::Extension(match (part, byte) {
+                    (NameStart | Name, byte) if is_token_byte(byte) => Name,
+                    (Name, b'=') => ValueStart,
+                    (ValueStart | Token, byte) if is_token_byte(byte) => Token,
+                    (ValueStart, b'"') => Quoted,
+                    (Quoted, b'"') => QuotedEnd,
+                    (Quoted, b'\\') => QuotedPair,
+                    (Quoted, byte) if is_quoted_text(byte) => Quoted,
+                    (QuotedPair, byte) if byte == b'\t' || byte == b' ' || is_visible(byte) => {
+                        Quoted
+                    }
+                    _ => return Err(None),
+                })
+            }
             (Chunked::SizeEnd, b'\n') => {
                 self.body_total += self.chunk_size;
                 let size = std::mem::take(&mut self.chunk_size);
-                self.chunk_digits = 0;
+                self.chunk_line = 0;
                 if size == 0 {
                     self.head_len = 0;
                     self.headers = 0;
@@ -126,6 +132,9 @@ impl Framing {
             }
             _ => return Err(None),
         };
+        if self.chunk_line > MAX_CHUNK_LINE {
+            return Err(None);
+        }
         self.state = State::Chunked(next);
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! (flips, insertions, deletions, repeated lines, case changes), and where to split them into
 //! reads.
 
+use super::MAX_CHUNK_LINE;
 use std::fmt::Write;
 
 /// SplitMix64: small, fast, and the same stream for the same seed everywhere.
@@ -156,10 +157,10 @@ fn body(rng: &mut Rng, field: &mut impl FnMut(&str, &str)) -> Vec<u8> {
                 .collect();
             for size in sizes {
                 let declared = if rng.one_in(12) { size + 1 } else { size };
-                let digits = if rng.one_in(5) {
-                    format!("00{declared:X}")
-                } else {
-                    format!("{declared:x}")
+                let digits = match rng.below(40) {
+                    0 => format!("{}{declared:x}", "0".repeat(MAX_CHUNK_LINE)),
+                    1..=8 => format!("00{declared:X}"),
+                    _ => format!("{declared:x}"),
                 };
                 body.push_str(&digits);
                 if rng.one_in(4) {

@@ -239,7 +239,7 @@ impl Framing {
         let body = if let Some(codings) = &self.transfer_codings {
             fields::transfer_codings(codings, http_1_0).map_err(Some)?;
             self.chunk_size = 0;
-            self.chunk_digits = 0;
+            self.chunk_line = 0;
             self.body_total = 0;
             State::Chunked(Chunked::Size)
         } else {

@@ -115,7 +115,8 @@ pub struct Framing {
     connection: Option<Vec<u8>>,
     expect: Option<Vec<u8>>,
     chunk_size: u64,
-    chunk_digits: usize,
+    /// Bytes of the chunk-size line so far: its digits, then its extensions.
+    chunk_line: usize,
     body_total: u64,
     /// After this request's body, stop (a request framed by both `Transfer-Encoding` and
     /// `Content-Length`).
@@ -124,6 +125,11 @@ pub struct Framing {
     unanswered: VecDeque<usize>,
     unanswered_bytes: usize,
 }
+
+/// Longest chunk-size line (size, extensions, not the line end): tiny_http's chunked decoder
+/// buffers the line whole, without a bound, so an endless run of zeros or of extensions would
+/// grow it for as long as the client sends. Past it the stream stops.
+pub const MAX_CHUNK_LINE: usize = 1024;
 
 /// What a request costs tiny_http besides its head's bytes (the `Request`, its header vector,
 /// its channels), about.
@@ -166,7 +172,7 @@ impl Framing {
             connection: None,
             expect: None,
             chunk_size: 0,
-            chunk_digits: 0,
+            chunk_line: 0,
             body_total: 0,
             stop_after_body: false,
             unanswered: VecDeque::new(),

@@ -430,3 +430,21 @@ fn the_head_is_tracked_for_the_deadline_and_the_log() {
     assert!(!framing.in_head());
     assert_eq!(framing.request_line(), b"GET /a HTTP/1.1");
 }
+
+/// tiny_http buffers a chunk-size line whole: one of MAX_CHUNK_LINE bytes (leading zeros, or
+/// extensions) passes, one byte more stops the stream.
+#[test]
+fn chunk_size_lines_are_bounded() {
+    let post = |line: &str| {
+        let head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        format!("{head}{line}\r\nabc\r\n0\r\n\r\n").into_bytes()
+    };
+    let zeros = |n: usize| format!("{}3", "0".repeat(n - 1));
+    let extension = |n: usize| format!("3;x={}", "y".repeat(n - 4));
+    for line in [zeros(MAX_CHUNK_LINE), extension(MAX_CHUNK_LINE)] {
+        pass(&post(&line));
+    }
+    for line in [zeros(MAX_CHUNK_LINE + 1), extension(MAX_CHUNK_LINE + 1)] {
+        stop(&post(&line), None);
+    }
+}

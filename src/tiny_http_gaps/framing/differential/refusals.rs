@@ -3,6 +3,7 @@
 
 use super::LIMITS;
 use super::run::End;
+use crate::tiny_http_gaps::framing::MAX_CHUNK_LINE;
 use crate::tiny_http_gaps::framing::reference::{Body, Message, Verdict};
 
 /// Where hellod is stricter than the reference, on purpose: each a byte (or a head) it refuses
@@ -28,10 +29,12 @@ pub(super) enum Exemption {
     /// and `=`: chunked_transfer takes it, but implementations differ on it, and a proxy in front
     /// may read the line another way.
     ChunkLineWhitespace,
+    /// A chunk-size line past [`MAX_CHUNK_LINE`] bytes, which tiny_http would buffer whole.
+    ChunkLineLimit,
 }
 
 impl Exemption {
-    pub(super) const ALL: [Exemption; 7] = [
+    pub(super) const ALL: [Exemption; 8] = [
         Exemption::BareLf,
         Exemption::EmptyLineFirst,
         Exemption::NonAscii,
@@ -39,6 +42,7 @@ impl Exemption {
         Exemption::BodyLimit,
         Exemption::ContentLengthList,
         Exemption::ChunkLineWhitespace,
+        Exemption::ChunkLineLimit,
     ];
 
     /// hellod's answer where it refuses a head for this.
@@ -176,6 +180,11 @@ fn body_exemptions(stream: &[u8], at: usize, body: &Body) -> Vec<Exemption> {
         at + 1 - start > LIMITS.max_head || body.trailer_lines > LIMITS.max_headers
     });
     let whitespace = b" \t".contains(&stream[at]) && trailer.is_none();
+    let line_start = stream[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |lf| lf + 1);
+    let long_chunk_line = trailer.is_none() && at + 1 - line_start > MAX_CHUNK_LINE;
     [
         (
             Exemption::BareLf,
@@ -188,6 +197,7 @@ fn body_exemptions(stream: &[u8], at: usize, body: &Body) -> Vec<Exemption> {
             Exemption::ChunkLineWhitespace,
             whitespace && body.whitespace_in_chunk_line,
         ),
+        (Exemption::ChunkLineLimit, long_chunk_line),
     ]
     .into_iter()
     .filter_map(|(exemption, applies)| applies.then_some(exemption))
