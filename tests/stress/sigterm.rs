@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{DEADLINE, Server, wait_for};
 use crate::read_one_response;
-use crate::stopping::{BusyClients, busy_failures, busy_report, quiet_under};
+use crate::stopping::busy::{BusyClients, busy_failures, busy_report};
+use crate::stopping::quiet_under;
 
 /// SIGTERM while wrk runs 256 connections, and tracked keep-alive clients beside it. Exit 0
 /// within the grace period; from the signal on, connections are refused (once refused, never
