@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicI32};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -276,7 +276,53 @@ pub(super) fn hold_reserve() -> bool {
 pub(super) fn release_reserve() {
     let fd = RESERVE.swap(-1, Relaxed);
     if fd >= 0 {
+        enter_gate(HANDING_OVER);
         sys::close(fd);
+    }
+}
+
+/// Who may take a descriptor now. From the reserve's release until tiny_http's accept thread
+/// calls `accept4` again (tiny_http's `try_clone` of the socket just handed over comes in
+/// between), the waiting room does not accept: out of descriptors, it would take the very one
+/// the reserve freed, and tiny_http's `try_clone` would panic. Nor is the reserve released while
+/// the room accepts. Each side holds it for microseconds.
+static GATE: AtomicU8 = AtomicU8::new(OPEN);
+const OPEN: u8 = 0;
+const ROOM_ACCEPTING: u8 = 1;
+const HANDING_OVER: u8 = 2;
+/// Longest either side waits for the other before it goes on regardless.
+const GATE_WAIT: Duration = Duration::from_millis(10);
+
+fn enter_gate(who: u8) -> bool {
+    let until = Instant::now() + GATE_WAIT;
+    while GATE.compare_exchange(OPEN, who, SeqCst, SeqCst).is_err() {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// tiny_http's accept thread is back in `accept4`: what it was handed is duplicated.
+pub(super) fn handover_done() {
+    let _ = GATE.compare_exchange(HANDING_OVER, OPEN, SeqCst, SeqCst);
+}
+
+/// The waiting room accepting, for as long as it lives.
+pub(super) struct RoomAccepting(bool);
+
+impl RoomAccepting {
+    pub(super) fn enter() -> RoomAccepting {
+        RoomAccepting(enter_gate(ROOM_ACCEPTING))
+    }
+}
+
+impl Drop for RoomAccepting {
+    fn drop(&mut self) {
+        if self.0 {
+            GATE.store(OPEN, SeqCst);
+        }
     }
 }
 

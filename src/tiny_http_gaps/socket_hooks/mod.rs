@@ -186,6 +186,7 @@ pub unsafe extern "C" fn accept4(
         // above), which is the one `sys::accept4` asks for.
         return unsafe { sys::accept4(fd, addr, len, flags) };
     }
+    handoff::handover_done();
     while !handoff::hold_reserve() {
         handoff::wait_for_a_close();
     }

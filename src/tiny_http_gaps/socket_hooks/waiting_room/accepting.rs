@@ -10,6 +10,7 @@ impl Loop {
         let Some(listener) = self.listener else {
             return true;
         };
+        let _gate = handoff::RoomAccepting::enter();
         for _ in 0..ACCEPTS_PER_ROUND {
             // SAFETY: sockaddr_storage is plain integers, for which all zeroes are valid.
             let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
