@@ -34,9 +34,11 @@
 //! (nothing lingers on a thread any more). Requests on their way are read and answered as ever.
 //!
 //! Locks, wherever two are held: the hand-off's, then a connection's state, then a registry
-//! shard. Hook code never calls libc's `accept4`, `recv`, `shutdown`, `close` or `getpeername`
-//! (they are these functions): it calls the kernel through `sys`. Until [`install`] is called, every hook only
-//! passes the call on, so other programs linking this library are unaffected.
+//! shard. The hand-over gate (`handoff`: the room's accepting against the reserve's release) is
+//! taken with none of them held. Hook code never calls libc's `accept4`, `recv`, `shutdown`,
+//! `close` or `getpeername` (they are these functions): it calls the kernel through `sys`. Until
+//! [`install`] is called, every hook only passes the call on, so other programs linking this
+//! library are unaffected.
 //!
 //! [`Framing`]: crate::tiny_http_gaps::framing::Framing
 
