@@ -183,7 +183,7 @@ pub(super) fn ask_all_back() {
     handoff.ask_back(all);
 }
 
-/// A connection's pool thread gave it back: its slot is free.
+/// A connection's give-back has ended (tiny_http closed its socket): its slot is free.
 pub(super) fn given_back(asked: bool) {
     let mut handoff = handoff();
     handoff.in_hand -= 1;

@@ -24,7 +24,7 @@
 //!   the writing half's shutdown (after every answer went out) first sends hellod's own answer to
 //!   a head that was stopped;
 //! - `close` of the connection's own descriptor at the end of a give-back returns it to the
-//!   room, still open (`Waiting`); any other close forgets it;
+//!   room, still open (`Waiting`), and frees its slot; any other close forgets it;
 //! - `getpeername` answers for a connection whose client has already reset it.
 //!
 //! A stop ([`stop`]) changes three things and nothing else: the room accepts no more (it takes
@@ -282,7 +282,7 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
         let state = connection.state();
         match entry.handover {
             Some(handover) => handover <= state.given_back,
-            None => state.stage == Stage::GivingBack,
+            None => matches!(state.stage, Stage::GivingBack { .. }),
         }
     };
     if teardown {
@@ -311,9 +311,10 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         Some(entry) if entry.handover.is_none() => {
             let connection = entry.connection;
             let mut state = connection.state();
-            if state.stage == Stage::GivingBack {
+            if let Stage::GivingBack { asked } = state.stage {
                 state.stage = Stage::Waiting;
                 drop(state);
+                handoff::given_back(asked);
                 waiting_room::welcome(connection);
                 return 0;
             }

@@ -135,10 +135,8 @@ impl Connection {
                 return Some(state);
             }
         }
-        state.stage = Stage::GivingBack;
+        state.stage = Stage::GivingBack { asked };
         state.given_back = state.handovers;
-        drop(state);
-        handoff::given_back(asked);
         None
     }
 }
