@@ -20,6 +20,8 @@ mod socket_hooks;
 
 pub use accept_loop::AcceptLoop;
 pub use panics::{contain, install_panic_hook};
+#[cfg(target_os = "linux")]
+pub use socket_hooks::LINGER;
 
 /// What the socket hooks hold every connection to.
 #[derive(Debug, Clone)]

@@ -212,3 +212,40 @@ fn idle_connections_are_closed_after_the_read_timeout() {
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
 }
+
+/// With every slot of the pool held by a keep-alive connection whose thread lingers, a request on
+/// another connection gets a slot asked back at once, not when a linger ends; the connections
+/// that gave theirs back are served again, each the same way. Keep-alive clients take turns, so
+/// that every request but the first two needs a slot asked back.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_pool_asks_a_lingering_connection_for_its_slot() {
+    use hellod::tiny_http_gaps::LINGER;
+    use std::time::Instant;
+
+    let server = Server::start(&["--max-serving", "2"]);
+    let mut clients: Vec<BufReader<std::net::TcpStream>> =
+        (0..6).map(|_| BufReader::new(server.connect())).collect();
+    let mut slowest = std::time::Duration::ZERO;
+    for round in 0..4 {
+        for (n, client) in clients.iter_mut().enumerate() {
+            let asked = Instant::now();
+            client
+                .get_mut()
+                .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let response = read_response(client, false);
+            assert_eq!(
+                response.map(|r| r.status()),
+                Some(200),
+                "round {round}, client {n}"
+            );
+            slowest = slowest.max(asked.elapsed());
+        }
+    }
+    // Served only once a linger had ended, a request would wait most of LINGER.
+    assert!(
+        slowest < LINGER / 2,
+        "slowest answer after {slowest:?} (LINGER {LINGER:?})"
+    );
+}

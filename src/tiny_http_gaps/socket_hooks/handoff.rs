@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::connection::{Connection, Linger, Stage};
+use super::connection::{Connection, Linger, Stage, State};
 use super::{registry, settings, sys};
 
 struct Handoff {
@@ -20,8 +20,9 @@ struct Handoff {
     ready: VecDeque<Arc<Connection>>,
     /// Connections handed to tiny_http and neither given back nor closed.
     in_hand: usize,
-    /// Lingering connections, oldest first, and some that linger no more: those are passed over
-    /// when met, and swept out when they outnumber the rest.
+    /// Connections that lingered, each once, in the order they were listed: those not lingering
+    /// when an ask meets them are passed over and taken off, the rest swept out when they
+    /// outnumber the connections in hand.
     lingering: VecDeque<Arc<Connection>>,
     /// Slots asked back from lingering connections and not yet given back.
     asked: usize,
@@ -154,26 +155,50 @@ pub(super) fn pending_peer(fd: RawFd) -> Option<std::net::SocketAddr> {
 
 /// A served connection's pool thread is about to linger at a request boundary: it may, with the
 /// thread's eventfd to be woken by, unless its slot is wanted now or hellod is stopping (then it
-/// gives the connection back at once) or the thread has no eventfd. `stage` (under the connection's lock, taken after
-/// the hand-off's) is set to lingering here, so that no ask can come between.
-pub(super) fn start_lingering(connection: &Arc<Connection>) -> Option<RawFd> {
-    let wake = thread_wake()?;
-    let mut handoff = handoff();
-    let pool_full = handoff.in_hand >= settings().guard.max_serving;
-    // Under the hand-off's lock: a stop asks back every connection lingering when it begins.
-    if pool_full && handoff.ready.len() > handoff.asked || super::stopping().is_some() {
-        return None;
-    }
-    if handoff.lingering.len() > 2 * handoff.in_hand + 64 {
-        handoff.lingering.retain(|c| c.is_lingering());
-    }
-    handoff.lingering.push_back(connection.clone());
-    connection.state().stage = Stage::Lingering(Linger {
+/// gives the connection back at once) or the thread has no eventfd. `stage` is set to lingering
+/// under the connection's lock, so that no ask can come between.
+///
+/// A connection stays in the lingering list from one linger to the next: a busy one, back at a
+/// boundary after every answer, takes only its own lock here, not the hand-off's, which all of
+/// tiny_http's threads would queue on (and which, when the list was swept of connections that
+/// had stopped lingering, held them while it locked hundreds of connections). A listed connection
+/// that does not linger when an ask meets it is taken off the list, and comes back (under the
+/// hand-off's lock, where the slot's being wanted is seen) at its next linger.
+pub(super) fn start_lingering<'a>(
+    connection: &'a Arc<Connection>,
+    mut state: MutexGuard<'a, State>,
+) -> (MutexGuard<'a, State>, Option<RawFd>) {
+    let Some(wake) = thread_wake() else {
+        return (state, None);
+    };
+    let lingering = Stage::Lingering(Linger {
         wake,
         asked: false,
         woken: false,
     });
-    Some(wake)
+    if super::stopping().is_some() {
+        return (state, None);
+    }
+    if state.listed {
+        state.stage = lingering;
+        return (state, Some(wake));
+    }
+    // The hand-off's lock comes before a connection's.
+    drop(state);
+    let mut handoff = handoff();
+    let pool_full = handoff.in_hand >= settings().guard.max_serving;
+    // Under the hand-off's lock: a stop asks back every connection lingering when it begins.
+    if pool_full && handoff.ready.len() > handoff.asked || super::stopping().is_some() {
+        return (connection.state(), None);
+    }
+    if handoff.lingering.len() > 2 * handoff.in_hand + 64 {
+        handoff.lingering.retain(|c| c.stays_listed());
+    }
+    handoff.lingering.push_back(connection.clone());
+    let mut state = connection.state();
+    state.listed = true;
+    state.stage = lingering;
+    (state, Some(wake))
 }
 
 /// A stop: every lingering connection is asked to give its slot back.

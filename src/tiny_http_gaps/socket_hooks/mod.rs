@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 use libc::{c_int, c_void, size_t, sockaddr, socklen_t, ssize_t};
 
 use super::{Guard, Refusal};
+pub use connection::LINGER;
 use connection::Stage;
 pub use registry::{answered, end_after_answer, open_connections, shut_connections};
 

@@ -120,6 +120,8 @@ pub(super) struct State {
     /// The last hand-over that ended in a give-back: the shutdowns of its descriptors are
     /// tiny_http's teardown, not an end of the connection.
     pub(super) given_back: u64,
+    /// On the hand-off's lingering list (see `handoff::start_lingering`).
+    pub(super) listed: bool,
 }
 
 impl State {
@@ -205,6 +207,7 @@ impl Connection {
                 shut: false,
                 handovers: 0,
                 given_back: 0,
+                listed: false,
             }),
             answers: Condvar::new(),
         }
@@ -216,14 +219,18 @@ impl Connection {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(super) fn is_lingering(&self) -> bool {
-        matches!(self.state().stage, Stage::Lingering(_))
+    /// For the hand-off's sweep of its lingering list: whether this connection stays on it.
+    pub(super) fn stays_listed(&self) -> bool {
+        let mut state = self.state();
+        state.listed = matches!(state.stage, Stage::Lingering(_));
+        state.listed
     }
 
-    /// The hand-off wants this connection's slot: wakes its lingering thread. False if it is not
-    /// lingering (any more), or was asked already.
+    /// The hand-off wants this connection's slot, and has taken it off the lingering list: wakes
+    /// its lingering thread. False if it is not lingering (any more), or was asked already.
     pub(super) fn ask_back(&self) -> bool {
         let mut state = self.state();
+        state.listed = false;
         match &mut state.stage {
             Stage::Lingering(linger) if !linger.asked => {
                 linger.asked = true;

@@ -107,10 +107,7 @@ impl Connection {
         let now = Instant::now();
         state.idle_since = now;
         let until = now + LINGER.min(settings().guard.head_timeout);
-        // The hand-off's lock comes before a connection's.
-        drop(state);
-        let wake = handoff::start_lingering(self);
-        let mut state = self.state();
+        let (mut state, wake) = handoff::start_lingering(self, state);
         let mut asked = false;
         // None: no lingering (the slot is wanted now, a stop, no eventfd to be woken by).
         if let Some(wake) = wake {
