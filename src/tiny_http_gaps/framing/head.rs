@@ -73,13 +73,76 @@ impl Tracked {
 /// Request lines longer than this are cut short in the access log.
 const LOGGED_REQUEST_LINE: usize = 256;
 
+/// Field names longer than this are kept as [`LONG_NAME`]: none of the tracked ones is.
+const MAX_KEPT_NAME: usize = 32;
+const LONG_NAME: &[u8] = b"-long-";
+
+/// The request line's version, a `0` standing for any digit.
+const VERSION: &[u8; 8] = b"HTTP/0.0";
+
 fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
+/// How many of `bytes` lead with `class`.
+fn leading(bytes: &[u8], class: impl Fn(u8) -> bool) -> usize {
+    bytes.iter().position(|&b| !class(b)).unwrap_or(bytes.len())
+}
+
+fn is_value_byte(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t' || is_visible(byte)
+}
+
 impl Framing {
+    /// The run of bytes at the start of `bytes` that [`Framing::step_head`] would take one by
+    /// one without leaving `part` (a method, a target, a field name or value), taken at once:
+    /// how many. Most of a head is such runs, and a byte at a time they cost tiny_http's own
+    /// parsing of the request over again.
+    pub(super) fn take_run(&mut self, part: Head, bytes: &[u8]) -> usize {
+        let bytes = &bytes[..bytes.len().min(self.limits.max_head - self.head_len)];
+        let run = match part {
+            Head::Method | Head::Field(Field::Name) => leading(bytes, is_token_byte),
+            Head::Target => leading(bytes, is_visible),
+            Head::Field(Field::Value) => leading(bytes, is_value_byte),
+            // `HTTP/` DIGIT `.` DIGIT, refused at the first byte that cannot be part of it.
+            Head::Version => (bytes.iter())
+                .zip(VERSION.get(self.part_len..).unwrap_or_default())
+                .take_while(|&(&byte, &expected)| match expected {
+                    b'0' => byte.is_ascii_digit(),
+                    expected => byte == expected,
+                })
+                .count(),
+            _ => 0,
+        };
+        let run_bytes = &bytes[..run];
+        match part {
+            Head::Method | Head::Target | Head::Version => {
+                let logged = run.min(LOGGED_REQUEST_LINE.saturating_sub(self.request_line.len()));
+                self.request_line.extend_from_slice(&run_bytes[..logged]);
+                if part == Head::Version {
+                    self.version[self.part_len..self.part_len + run].copy_from_slice(run_bytes);
+                }
+                self.part_len += run;
+            }
+            // Long names need not be kept: none of the tracked ones is.
+            Head::Field(Field::Name) if self.name.len() + run <= MAX_KEPT_NAME => {
+                self.name.extend_from_slice(run_bytes);
+            }
+            Head::Field(Field::Name) => {
+                self.name.clear();
+                self.name.extend_from_slice(LONG_NAME);
+            }
+            Head::Field(Field::Value) if self.tracked.is_some() => {
+                self.value.extend_from_slice(run_bytes);
+            }
+            _ => {}
+        }
+        self.head_len += run;
+        run
+    }
+
     /// One byte of a head.
     pub(super) fn step_head(&mut self, part: Head, byte: u8) -> Result<(), Option<u16>> {
         self.head_len += 1;
@@ -109,16 +172,9 @@ impl Framing {
                         self.tracked = Tracked::of(&self.name);
                         self.value.clear();
                     }
-                    // Long names need not be kept: none of the tracked ones is.
-                    (Field::Name, _) if self.name.len() < 32 => self.name.push(byte),
-                    (Field::Name, _) => {
-                        self.name.clear();
-                        self.name.extend_from_slice(b"-long-");
-                    }
-                    (Field::Value, Some(Field::Value)) if self.tracked.is_some() => {
-                        self.value.push(byte);
-                    }
-                    (Field::Value, _) => {}
+                    // The rest of a name or a value is taken by `take_run`; a byte of it
+                    // comes here only past `max_head`, refused above.
+                    (Field::Name | Field::Value, _) => {}
                     (Field::LineEnd, _) => self.end_header(),
                 }
                 next.map_or(Head::End, Head::Field)
@@ -133,7 +189,8 @@ impl Framing {
         Ok(())
     }
 
-    /// `METHOD SP TARGET SP HTTP/1.x CR`: one space each, as tiny_http splits it.
+    /// `METHOD SP TARGET SP HTTP/1.x CR`: one space each, as tiny_http splits it. Bytes that go
+    /// on a part are `take_run`'s but for a method's first.
     fn step_request_line(&mut self, part: Head, byte: u8) -> Result<(), Option<u16>> {
         if self.request_line.len() < LOGGED_REQUEST_LINE && byte != b'\r' {
             self.request_line.push(byte);
@@ -143,7 +200,6 @@ impl Framing {
             (Head::Method, b' ') if self.part_len > 0 => self.next_part(Head::Target),
             (Head::Method, byte) if is_token_byte(byte) => self.part_len += 1,
             (Head::Target, b' ') if self.part_len > 0 => self.next_part(Head::Version),
-            (Head::Target, byte) if is_visible(byte) => self.part_len += 1,
             (Head::Version, b'\r') => {
                 self.state = State::Head(Head::RequestLineEnd);
                 return match &self.version[..self.part_len] {
@@ -151,19 +207,6 @@ impl Framing {
                     [_, _, _, _, _, _, _, _] => Err(Some(505)),
                     _ => bad,
                 };
-            }
-            // `HTTP/` DIGIT `.` DIGIT, refused at the first byte that cannot be part of it.
-            (Head::Version, byte) if self.part_len < self.version.len() => {
-                let expected = b"HTTP/0.0"[self.part_len];
-                let valid = match expected {
-                    b'0' => byte.is_ascii_digit(),
-                    expected => byte == expected,
-                };
-                if !valid {
-                    return bad;
-                }
-                self.version[self.part_len] = byte;
-                self.part_len += 1;
             }
             _ => return bad,
         }

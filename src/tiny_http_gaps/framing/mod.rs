@@ -135,8 +135,11 @@ pub const MAX_CHUNK_LINE: usize = 1024;
 /// its channels), about.
 const REQUEST_OVERHEAD: usize = 512;
 
+/// `tchar` (RFC 9110 5.6.2).
 pub(super) fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+    matches!(byte, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~')
 }
 
 fn is_visible(byte: u8) -> bool {
@@ -229,6 +232,16 @@ impl Framing {
     pub fn scan(&mut self, bytes: &mut [u8]) -> Scan {
         let (mut at, mut kept) = (0, 0);
         while at < bytes.len() {
+            if let State::Head(part) = self.state {
+                let run = self.take_run(part, &bytes[at..]);
+                if run > 0 {
+                    if kept != at {
+                        bytes.copy_within(at..at + run, kept);
+                    }
+                    (at, kept) = (at + run, kept + run);
+                    continue;
+                }
+            }
             let remaining = match self.state {
                 State::Unframed => {
                     bytes.copy_within(at.., kept);
