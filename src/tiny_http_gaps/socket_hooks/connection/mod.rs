@@ -57,7 +57,8 @@ pub(super) enum Stage {
     Served,
     /// Served everything up to a request boundary: its pool thread waits in `recv` for the next
     /// request, for at most [`LINGER`], or until the hand-off asks for its slot or a stop ends
-    /// the stream after an answer.
+    /// the stream after an answer. The hand-off finds it on its lingering list, where it stays
+    /// between lingers ([`State::listed`]).
     Lingering(Linger),
     /// Its pool thread was told the stream ended. tiny_http tears the connection down, its
     /// shutdowns are swallowed, and its close of `fd` (after the last answer went out) returns the
