@@ -101,7 +101,7 @@ pub(super) fn next_for_tiny_http() -> Arc<Connection> {
             handoff.in_hand += 1;
             {
                 let mut state = connection.state();
-                state.stage = Stage::Served;
+                state.stage = Stage::HandedOver;
                 state.handovers += 1;
             }
             handoff
@@ -138,19 +138,44 @@ pub(super) fn take_up(fd: RawFd) -> Option<Arc<Connection>> {
         .iter()
         .position(|(c, ..)| c.inode == inode)?;
     let (connection, ..) = handoff.pending.swap_remove(at);
-    let handover = connection.state().handovers;
+    let handover = {
+        let mut state = connection.state();
+        state.stage = Stage::Served;
+        state.handovers
+    };
     registry::register_duplicate(fd, &connection, handover);
     drop(handoff);
     CHANGED.notify_one();
     Some(connection)
 }
 
-/// The client of the pending connection that `fd` duplicates, for tiny_http's `peer_addr`.
-pub(super) fn pending_peer(fd: RawFd) -> Option<std::net::SocketAddr> {
+/// The connection that `fd`, a descriptor tiny_http has not read from, duplicates: one handed over
+/// and not yet taken up (for tiny_http's `peer_addr`), or queued again after its hand-over
+/// failed (whose shutdown, tiny_http's teardown, would end it before its next hand-over).
+pub(super) fn held_as(fd: RawFd) -> Option<Arc<Connection>> {
     let inode = sys::inode(fd)?;
     let handoff = handoff();
-    let (connection, ..) = handoff.pending.iter().find(|(c, ..)| c.inode == inode)?;
-    Some(connection.peer)
+    let mut held = handoff
+        .pending
+        .iter()
+        .map(|(c, ..)| c)
+        .chain(&handoff.ready);
+    held.find(|c| c.inode == inode).cloned()
+}
+
+/// tiny_http dropped a connection it was handed before a pool thread read from it (see
+/// [`Stage::HandedOver`]): out of threads, its accept thread panicked with it. Nothing of it was
+/// read, so it goes back to the front of the queue, for the accept loop that replaces this one.
+pub(super) fn handover_failed(connection: Arc<Connection>) {
+    let mut handoff = handoff();
+    if let Some(at) = (handoff.pending.iter()).position(|(c, ..)| Arc::ptr_eq(c, &connection)) {
+        handoff.pending.swap_remove(at);
+    }
+    handoff.in_hand -= 1;
+    connection.state().stage = Stage::Ready;
+    handoff.ready.push_front(connection);
+    drop(handoff);
+    CHANGED.notify_one();
 }
 
 /// A served connection's pool thread is about to linger at a request boundary: it may, with the
@@ -220,18 +245,9 @@ pub(super) fn given_back(asked: bool) {
 }
 
 /// tiny_http closed a connection for good; `in_hand` if it held a slot.
-pub(super) fn closed(connection: &Connection, in_hand: bool) {
-    let mut handoff = handoff();
-    if let Some(at) = handoff
-        .pending
-        .iter()
-        .position(|(c, ..)| std::ptr::eq(c.as_ref(), connection))
-    {
-        handoff.pending.swap_remove(at);
-    }
+pub(super) fn closed(in_hand: bool) {
     if in_hand {
-        handoff.in_hand -= 1;
-        drop(handoff);
+        handoff().in_hand -= 1;
         CHANGED.notify_one();
     }
 }

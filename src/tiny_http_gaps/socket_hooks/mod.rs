@@ -14,17 +14,19 @@
 //!   tiny_http's reads go through, within the head deadline and the keep-alive timeout;
 //! - `accept4`, called by tiny_http's accept thread, takes the next `Ready` connection from the
 //!   hand-off (`handoff`) while fewer than the serving limit are in tiny_http's hands, and hands
-//!   it over as if just accepted: tiny_http duplicates it and a pool thread serves it (`Served`);
+//!   it over as if just accepted (`HandedOver`): tiny_http duplicates it and a pool thread serves
+//!   it (`Served`);
 //! - `recv` gives that thread the bytes the room read first, then reads on through [`Framing`],
 //!   which ends the stream before a head tiny_http must not see, with a deadline for each head,
 //!   and at most 32 requests ahead of their answers; at a request boundary the thread lingers
 //!   (`Lingering`) until the next request, or gives the connection back: the stream seems to end
 //!   where no request has begun, which tiny_http ends silently (`GivingBack`);
-//! - `shutdown`: tiny_http's teardown of a connection given back is swallowed; for a real end,
-//!   the writing half's shutdown (after every answer went out) first sends hellod's own answer to
-//!   a head that was stopped;
+//! - `shutdown`: tiny_http's teardown of a connection given back, or of one it dropped unread
+//!   (`HandedOver`: no thread for it), is swallowed; for a real end, the writing half's shutdown
+//!   (after every answer went out) first sends hellod's own answer to a head that was stopped;
 //! - `close` of the connection's own descriptor at the end of a give-back returns it to the
-//!   room, still open (`Waiting`), and frees its slot; any other close forgets it;
+//!   room, still open (`Waiting`), and frees its slot; dropped unread, it is queued again
+//!   (`Ready`); any other close forgets it;
 //! - `getpeername` answers for a connection whose client has already reset it.
 //!
 //! A stop ([`stop`]) changes three things and nothing else: the room accepts no more (it takes
@@ -219,7 +221,7 @@ pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut s
     }
     let peer = match registry::lookup(fd) {
         Some(entry) => Some(entry.connection.peer),
-        None => handoff::pending_peer(fd),
+        None => handoff::held_as(fd).map(|connection| connection.peer),
     };
     match peer {
         Some(peer) => {
@@ -275,7 +277,13 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c
 /// As `shutdown(2)`: `fd` is the caller's to shut.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
-    let Some(entry) = active(0b0100).then(|| registry::lookup(fd)).flatten() else {
+    if !active(0b0100) {
+        return sys::shutdown(fd, how);
+    }
+    let Some(entry) = registry::lookup(fd) else {
+        if handoff::held_as(fd).is_some() {
+            return 0;
+        }
         return sys::shutdown(fd, how);
     };
     let connection = &entry.connection;
@@ -283,7 +291,7 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
         let state = connection.state();
         match entry.handover {
             Some(handover) => handover <= state.given_back,
-            None => matches!(state.stage, Stage::GivingBack { .. }),
+            None => matches!(state.stage, Stage::GivingBack { .. } | Stage::HandedOver),
         }
     };
     if teardown {
@@ -319,11 +327,16 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
                 waiting_room::welcome(connection);
                 return 0;
             }
+            if state.stage == Stage::HandedOver {
+                drop(state);
+                handoff::handover_failed(connection);
+                return 0;
+            }
             let in_hand = matches!(state.stage, Stage::Served | Stage::Lingering(_));
             drop(state);
             // Forgotten before the number can be reused.
             registry::forget(&connection);
-            handoff::closed(&connection, in_hand);
+            handoff::closed(in_hand);
         }
         Some(_) => registry::forget_duplicate(fd),
         None => {}

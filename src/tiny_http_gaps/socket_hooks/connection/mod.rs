@@ -39,10 +39,11 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// it is open; it can end (a close, a refusal, a time-out) at any stage.
 ///
 /// ```text
-///  accept ─> Waiting ─(a whole head)─> Ready ─(accept4)─> Served ─(at a boundary)─> Lingering
-///              ^                                            ^                           │
-///              │                                            └───────(next request)──────┤
-///              └──(tiny_http's close of `fd`)── GivingBack <─(linger over, slot wanted)─┘
+///  accept ─> Waiting ─(a whole head)─> Ready ─(accept4)─> HandedOver ─(first read)─> Served
+///              ^                         ^                    │                          │  ^
+///              │                         └─(no thread for it)─┘          (at a boundary) │  │ (next
+///              │                                                                         v  │ request)
+///              └──(tiny_http's close of `fd`)── GivingBack <─(linger over, slot wanted)─ Lingering
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stage {
@@ -52,6 +53,12 @@ pub(super) enum Stage {
     /// A whole request head has arrived (in [`State::prefetched`]): queued for tiny_http's accept
     /// thread, which `accept4` hands it to when the pool has room.
     Ready,
+    /// Handed to tiny_http's accept thread, and not yet read from by a pool thread. tiny_http
+    /// drops it unread when its pool cannot start a thread for it (`TaskPool::spawn` panics, and
+    /// the accept thread with it) or it cannot duplicate the socket: then the shutdowns are
+    /// swallowed and the close returns it to `Ready`, its head still whole, for the next
+    /// accept loop.
+    HandedOver,
     /// tiny_http's: one of its pool threads reads requests from a duplicate of the socket, and
     /// hellod's workers answer them.
     Served,
