@@ -27,15 +27,17 @@ pub(super) struct Entry {
 pub(super) type Map<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 const SHARDS: usize = 32;
 
+/// A shard's map is made at its first use: an empty `HashMap` points at a static of hashbrown's,
+/// which would put every shard in the executable's data (2.5 KiB); `None` is zeros, in `.bss`.
+type Shard<K, V> = Mutex<Option<Map<K, V>>>;
+
 /// In shards, so that reads on different connections rarely wait for each other. A descriptor
 /// leaves its shard before it is closed, under the shard's lock: whoever holds that lock can act
 /// on the descriptors in it knowing that their numbers name those connections still.
-static DESCRIPTORS: [Mutex<Map<RawFd, Entry>>; SHARDS] =
-    [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
+static DESCRIPTORS: [Shard<RawFd, Entry>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
 
 /// Every open connection by its client's address, for the workers to say which was answered.
-static PEERS: [Mutex<Map<SocketAddr, Arc<Connection>>>; SHARDS] =
-    [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
+static PEERS: [Shard<SocketAddr, Arc<Connection>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -43,12 +45,16 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn descriptors(fd: RawFd) -> MutexGuard<'static, Map<RawFd, Entry>> {
-    locked(&DESCRIPTORS[fd as usize % SHARDS])
+fn in_shard<K, V, R>(shard: &Shard<K, V>, act: impl FnOnce(&mut Map<K, V>) -> R) -> R {
+    act(locked(shard).get_or_insert_with(Map::default))
 }
 
-fn peers(peer: SocketAddr) -> MutexGuard<'static, Map<SocketAddr, Arc<Connection>>> {
-    locked(&PEERS[peer.port() as usize % SHARDS])
+fn descriptors<R>(fd: RawFd, act: impl FnOnce(&mut Map<RawFd, Entry>) -> R) -> R {
+    in_shard(&DESCRIPTORS[fd as usize % SHARDS], act)
+}
+
+fn peers<R>(peer: SocketAddr, act: impl FnOnce(&mut Map<SocketAddr, Arc<Connection>>) -> R) -> R {
+    in_shard(&PEERS[peer.port() as usize % SHARDS], act)
 }
 
 /// Descriptors and client addresses are small keys, distinct among open connections: their
@@ -77,8 +83,10 @@ pub(super) fn register(connection: &Arc<Connection>) {
         connection: connection.clone(),
         handover: None,
     };
-    descriptors(connection.fd).insert(connection.fd, entry);
-    peers(connection.peer).insert(connection.peer, connection.clone());
+    descriptors(connection.fd, |map| map.insert(connection.fd, entry));
+    peers(connection.peer, |map| {
+        map.insert(connection.peer, connection.clone())
+    });
 }
 
 pub(super) fn register_duplicate(fd: RawFd, connection: &Arc<Connection>, handover: u64) {
@@ -86,11 +94,11 @@ pub(super) fn register_duplicate(fd: RawFd, connection: &Arc<Connection>, handov
         connection: connection.clone(),
         handover: Some(handover),
     };
-    descriptors(fd).insert(fd, entry);
+    descriptors(fd, |map| map.insert(fd, entry));
 }
 
 pub(super) fn lookup(fd: RawFd) -> Option<Entry> {
-    descriptors(fd).get(&fd).cloned()
+    descriptors(fd, |map| map.get(&fd).cloned())
 }
 
 /// The connection a read on `fd` belongs to: known already, or a pending one whose duplicate
@@ -104,19 +112,19 @@ pub(super) fn connection_read_on(fd: RawFd) -> Option<Arc<Connection>> {
 
 /// Forgets a duplicate about to be closed.
 pub(super) fn forget_duplicate(fd: RawFd) {
-    descriptors(fd).remove(&fd);
+    descriptors(fd, |map| map.remove(&fd));
 }
 
 /// Forgets a connection whose own descriptor is about to be closed.
 pub(super) fn forget(connection: &Connection) {
-    descriptors(connection.fd).remove(&connection.fd);
-    peers(connection.peer).remove(&connection.peer);
+    descriptors(connection.fd, |map| map.remove(&connection.fd));
+    peers(connection.peer, |map| map.remove(&connection.peer));
     OPEN.fetch_sub(1, Relaxed);
 }
 
 /// A worker has answered a request of the connection from `peer`.
 pub fn answered(peer: SocketAddr) {
-    let connection = peers(peer).get(&peer).cloned();
+    let connection = peers(peer, |map| map.get(&peer).cloned());
     if let Some(connection) = connection {
         connection.answered();
     }
@@ -129,7 +137,7 @@ pub fn end_after_answer(peer: SocketAddr) -> bool {
     if !super::waiting_room::REFUSING.load(std::sync::atomic::Ordering::SeqCst) {
         return false;
     }
-    let connection = peers(peer).get(&peer).cloned();
+    let connection = peers(peer, |map| map.get(&peer).cloned());
     connection.is_none_or(|connection| connection.end_after_answer())
 }
 
@@ -145,8 +153,7 @@ pub fn shut_connections(how: std::net::Shutdown, which: impl Fn(SocketAddr) -> b
     for shard in &DESCRIPTORS {
         let shut: Vec<Arc<Connection>> = {
             let shard = locked(shard);
-            let picked = shard
-                .iter()
+            let picked = (shard.iter().flatten())
                 .filter(|(_, entry)| entry.handover.is_none() && which(entry.connection.peer))
                 .map(|(fd, entry)| (*fd, entry.connection.clone()));
             picked
