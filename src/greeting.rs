@@ -10,8 +10,9 @@ use crate::tiny_http_gaps;
 
 pub struct Greeting {
     status: StatusCode,
-    /// The headers for each answer to [`Connection`], in its order.
-    headers: [Vec<Header>; 3],
+    /// For each answer to [`Connection`], in its order: the `Server` header, carrying every other
+    /// fixed line after its value (see [`tiny_http_gaps::server_header_with_lines`]).
+    headers: [Header; 3],
     body: &'static [u8],
 }
 
@@ -59,9 +60,6 @@ impl Greeting {
         // 205 and 304 must not carry content; tiny_http drops a 304's body by itself and keeps its
         // Content-Length, which then tells the size a 200 would have had, as RFC 9110 allows.
         let body = if status == 205 { "" } else { text };
-        let header = |name: &str, value: &str| {
-            Header::from_bytes(name, value).expect("a checked ASCII header is valid")
-        };
         let custom_value = |name: &str| {
             custom
                 .iter()
@@ -70,29 +68,22 @@ impl Greeting {
         };
         let server = custom_value("Server").unwrap_or("hellod");
         let content_type = custom_value("Content-Type").unwrap_or("text/plain; charset=utf-8");
-        let mut fixed = vec![header("Content-Type", content_type)];
-        fixed.extend(
-            custom
-                .iter()
-                .filter(|(field, _)| {
-                    !field.eq_ignore_ascii_case("Server")
-                        && !field.eq_ignore_ascii_case("Content-Type")
-                })
-                .map(|(field, value)| header(field, value)),
-        );
-        let with_server = |server: Header| [vec![server], fixed.clone()].concat();
+        let mut lines = format!("\r\nContent-Type: {content_type}");
+        for (field, value) in custom {
+            if !field.eq_ignore_ascii_case("Server") && !field.eq_ignore_ascii_case("Content-Type")
+            {
+                let _ = write!(lines, "\r\n{field}: {value}");
+            }
+        }
+        let with_connection = |connection: &str| format!("\r\nConnection: {connection}{lines}");
         Greeting {
             status: StatusCode(status),
             headers: [
-                with_server(header("Server", server)),
-                with_server(tiny_http_gaps::server_header_with_connection(
-                    server, "close",
-                )),
-                with_server(tiny_http_gaps::server_header_with_connection(
-                    server,
-                    "keep-alive",
-                )),
-            ],
+                lines.clone(),
+                with_connection("close"),
+                with_connection("keep-alive"),
+            ]
+            .map(|lines| tiny_http_gaps::server_header_with_lines(server, &lines)),
             // Lives as long as the process; leaking it once lets every response borrow it.
             body: Box::leak(body.to_owned().into_boxed_str()).as_bytes(),
         }
@@ -110,10 +101,9 @@ impl Greeting {
             true => Connection::Close,
             false => Connection::of(request),
         };
-        let fixed = &self.headers[connection as usize];
-        let mut headers = Vec::with_capacity(fixed.len() + 1);
-        headers.push(date.now());
-        headers.extend_from_slice(fixed);
+        // Room for the `Content-Length` tiny_http adds: no reallocation.
+        let mut headers = Vec::with_capacity(3);
+        headers.extend([date.now(), self.headers[connection as usize].clone()]);
         Response::new(self.status, headers, self.body, Some(self.body.len()), None)
     }
 

@@ -154,10 +154,12 @@ pub fn tune_listener(socket: &Socket, read_timeout: Duration) -> io::Result<()> 
 /// 9.6 says it should be), and an HTTP/1.0 client that asked to keep it open is not told that it
 /// may (ApacheBench's `-k` waits for that). tiny_http does not check header values for line breaks
 /// either (upstream #288), so the header goes in after the value of another: the `Server` header
-/// `hellod\r\nConnection: close`. The strings are fixed or come from the operator's `Server`
-/// header, which the configuration checked for control bytes; no client data ever gets there.
-pub fn server_header_with_connection(server: &str, connection: &str) -> tiny_http::Header {
-    let value = format!("{server}\r\nConnection: {connection}");
+/// `hellod\r\nConnection: close`. Every other fixed line goes there too: a response owns its
+/// headers, and each one cloned is two allocations under musl's one malloc lock, which a
+/// thousand connections' threads contend for. `lines` are fixed or come from the operator's
+/// headers, which the configuration checked for control bytes; no client data ever gets there.
+pub fn server_header_with_lines(server: &str, lines: &str) -> tiny_http::Header {
+    let value = format!("{server}{lines}");
     tiny_http::Header::from_bytes("Server", value).expect("fixed ASCII header is valid")
 }
 
