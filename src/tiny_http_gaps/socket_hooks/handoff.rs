@@ -164,8 +164,9 @@ pub(super) fn held_as(fd: RawFd) -> Option<Arc<Connection>> {
 }
 
 /// tiny_http dropped a connection it was handed before a pool thread read from it (see
-/// [`Stage::HandedOver`]): out of threads, its accept thread panicked with it. Nothing of it was
-/// read, so it goes back to the front of the queue, for the accept loop that replaces this one.
+/// [`Stage::HandedOver`]): its pool could not start a thread, or it could not duplicate the
+/// socket, and its accept thread panicked with it. Nothing of it was read, so it goes back to the
+/// front of the queue, for the accept loop that replaces this one.
 pub(super) fn handover_failed(connection: Arc<Connection>) {
     let mut handoff = handoff();
     if let Some(at) = (handoff.pending.iter()).position(|(c, ..)| Arc::ptr_eq(c, &connection)) {

@@ -281,6 +281,8 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
         return sys::shutdown(fd, how);
     }
     let Some(entry) = registry::lookup(fd) else {
+        // tiny_http's duplicate of a connection it dropped unread (`HandedOver`) is registered
+        // nowhere: the hand-off knows its socket, queued again.
         if handoff::held_as(fd).is_some() {
             return 0;
         }
@@ -320,17 +322,21 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         Some(entry) if entry.handover.is_none() => {
             let connection = entry.connection;
             let mut state = connection.state();
-            if let Stage::GivingBack { asked } = state.stage {
-                state.stage = Stage::Waiting;
-                drop(state);
-                handoff::given_back(asked);
-                waiting_room::welcome(connection);
-                return 0;
-            }
-            if state.stage == Stage::HandedOver {
-                drop(state);
-                handoff::handover_failed(connection);
-                return 0;
+            match state.stage {
+                Stage::GivingBack { asked } => {
+                    state.stage = Stage::Waiting;
+                    drop(state);
+                    handoff::given_back(asked);
+                    waiting_room::welcome(connection);
+                    return 0;
+                }
+                Stage::HandedOver => {
+                    // The hand-off's lock comes before the connection's.
+                    drop(state);
+                    handoff::handover_failed(connection);
+                    return 0;
+                }
+                _ => {}
             }
             let in_hand = matches!(state.stage, Stage::Served | Stage::Lingering(_));
             drop(state);
