@@ -88,12 +88,14 @@ fn keep_alive_client(addr: SocketAddr) -> TcpStream {
 
 /// One GET on an open keep-alive connection; Ok once the greeting has come.
 fn ask(stream: &mut TcpStream) -> Result<(), String> {
-    send_for_greeting(stream, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    read_greeting(stream)
 }
 
-/// Sends `bytes` (the rest of one request) on an open connection; Ok once its greeting has come.
-fn send_for_greeting(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
-    stream.write_all(bytes).map_err(|e| e.to_string())?;
+/// Ok once the answer to a request sent on `stream` has come, and is the greeting.
+fn read_greeting(stream: &mut TcpStream) -> Result<(), String> {
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut received = Vec::new();
     let mut buffer = [0u8; 1024];

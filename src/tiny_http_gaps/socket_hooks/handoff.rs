@@ -29,6 +29,10 @@ struct Handoff {
     /// Handed over and not yet read from by a pool thread, with when, and whether a slot was
     /// asked back for it.
     pending: Vec<(Arc<Connection>, Instant, bool)>,
+    /// Connections tiny_http dropped unread (see [`handover_failed`]), until they end: the
+    /// duplicate it made of each is shut as it is dropped, which can come after the connection
+    /// has been handed over again and read from.
+    dropped: Vec<Arc<Connection>>,
 }
 
 /// The lock order, wherever two are held: `HANDOFF`, then a connection's state, then a shard of
@@ -39,6 +43,7 @@ static HANDOFF: Mutex<Handoff> = Mutex::new(Handoff {
     lingering: VecDeque::new(),
     asked: 0,
     pending: Vec::new(),
+    dropped: Vec::new(),
 });
 /// Notified when a connection is ready, a slot frees, or a connection is taken up.
 static CHANGED: Condvar = Condvar::new();
@@ -150,8 +155,8 @@ pub(super) fn take_up(fd: RawFd) -> Option<Arc<Connection>> {
 }
 
 /// The connection that `fd`, a descriptor tiny_http has not read from, duplicates: one handed over
-/// and not yet taken up (for tiny_http's `peer_addr`), or queued again after its hand-over
-/// failed (whose shutdown, tiny_http's teardown, would end it before its next hand-over).
+/// and not yet taken up (for tiny_http's `peer_addr`), or one tiny_http dropped unread (whose
+/// duplicate's shutdown, its teardown, would end the connection).
 pub(super) fn held_as(fd: RawFd) -> Option<Arc<Connection>> {
     let inode = sys::inode(fd)?;
     let handoff = handoff();
@@ -159,7 +164,7 @@ pub(super) fn held_as(fd: RawFd) -> Option<Arc<Connection>> {
         .pending
         .iter()
         .map(|(c, ..)| c)
-        .chain(&handoff.ready);
+        .chain(&handoff.dropped);
     held.find(|c| c.inode == inode).cloned()
 }
 
@@ -173,10 +178,22 @@ pub(super) fn handover_failed(connection: Arc<Connection>) {
         handoff.pending.swap_remove(at);
     }
     handoff.in_hand -= 1;
-    connection.state().stage = Stage::Ready;
+    {
+        let mut state = connection.state();
+        state.stage = Stage::Ready;
+        if !state.dropped {
+            state.dropped = true;
+            handoff.dropped.push(connection.clone());
+        }
+    }
     handoff.ready.push_front(connection);
     drop(handoff);
     CHANGED.notify_one();
+}
+
+/// A connection tiny_http once dropped unread has ended.
+pub(super) fn forget_dropped(connection: &Connection) {
+    (handoff().dropped).retain(|c| !std::ptr::eq(c.as_ref(), connection));
 }
 
 /// A served connection's pool thread is about to linger at a request boundary: it may, with the

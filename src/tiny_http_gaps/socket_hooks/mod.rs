@@ -282,7 +282,7 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     }
     let Some(entry) = registry::lookup(fd) else {
         // tiny_http's duplicate of a connection it dropped unread (`HandedOver`) is registered
-        // nowhere: the hand-off knows its socket, queued again.
+        // nowhere: the hand-off keeps that connection on its list until it ends.
         if handoff::held_as(fd).is_some() {
             return 0;
         }

@@ -120,6 +120,11 @@ pub(super) fn forget(connection: &Connection) {
     descriptors(connection.fd, |map| map.remove(&connection.fd));
     peers(connection.peer, |map| map.remove(&connection.peer));
     OPEN.fetch_sub(1, Relaxed);
+    // The hand-off's lock comes before a connection's: the flag is read, then the lock taken.
+    let dropped = connection.state().dropped;
+    if dropped {
+        super::handoff::forget_dropped(connection);
+    }
 }
 
 /// A worker has answered a request of the connection from `peer`.

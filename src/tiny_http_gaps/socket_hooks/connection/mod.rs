@@ -130,6 +130,9 @@ pub(super) struct State {
     pub(super) given_back: u64,
     /// On the hand-off's lingering list (see `handoff::start_lingering`).
     pub(super) listed: bool,
+    /// Dropped unread by tiny_http once: on the hand-off's list of such connections until it
+    /// ends (see `handoff::handover_failed`).
+    pub(super) dropped: bool,
 }
 
 impl State {
@@ -216,6 +219,7 @@ impl Connection {
                 handovers: 0,
                 given_back: 0,
                 listed: false,
+                dropped: false,
             }),
             answers: Condvar::new(),
         }
