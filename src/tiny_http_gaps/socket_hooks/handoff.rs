@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,7 @@ impl Handoff {
 /// The next connection for tiny_http, when one is ready and the pool has room for it; for
 /// `accept4`, on tiny_http's accept thread.
 pub(super) fn next_for_tiny_http() -> Arc<Connection> {
+    let accept_loop = this_accept_loop();
     let mut handoff = handoff();
     loop {
         let stranded_check = handoff.rescue_stranded(Instant::now());
@@ -108,6 +109,7 @@ pub(super) fn next_for_tiny_http() -> Arc<Connection> {
                 let mut state = connection.state();
                 state.stage = Stage::HandedOver;
                 state.handovers += 1;
+                state.accept_loop = accept_loop;
             }
             handoff
                 .pending
@@ -219,7 +221,7 @@ pub(super) fn start_lingering<'a>(
         asked: false,
         woken: false,
     });
-    if super::stopping().is_some() {
+    if super::stopping().is_some() || retired(&state) {
         return (state, None);
     }
     if state.listed {
@@ -230,10 +232,16 @@ pub(super) fn start_lingering<'a>(
     drop(state);
     let mut handoff = handoff();
     let pool_full = handoff.in_hand >= settings().guard.max_serving;
-    // Under the hand-off's lock: a stop asks back every connection lingering when it begins.
-    if pool_full && handoff.ready.len() > handoff.asked || super::stopping().is_some() {
-        return (connection.state(), None);
+    // Under the hand-off's lock: a stop, and a new accept loop, ask back every connection
+    // lingering when they begin.
+    let state = connection.state();
+    if pool_full && handoff.ready.len() > handoff.asked
+        || super::stopping().is_some()
+        || retired(&state)
+    {
+        return (state, None);
     }
+    drop(state);
     if handoff.lingering.len() > 2 * handoff.in_hand + 64 {
         handoff.lingering.retain(|c| c.stays_listed());
     }
@@ -246,9 +254,44 @@ pub(super) fn start_lingering<'a>(
 
 /// A stop: every lingering connection is asked to give its slot back.
 pub(super) fn ask_all_back() {
-    let mut handoff = handoff();
+    ask_all_back_from(&mut handoff());
+}
+
+fn ask_all_back_from(handoff: &mut Handoff) {
     let all = handoff.asked + handoff.lingering.len();
     handoff.ask_back(all);
+}
+
+/// The accept loop now taking connections, numbered from 1 in the order they started.
+static ACCEPT_LOOP: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The number of the accept loop running on this thread; 0 on any other thread.
+    static THIS_ACCEPT_LOOP: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of the accept loop calling, on tiny_http's accept thread; a new one retires those
+/// before it. An accept loop that ended (its thread panicked, see `handover_failed`) leaves its
+/// pool behind: no task comes to it any more, its threads serve on, and the connections it was
+/// handed and had queued for a thread are dropped only when the last of its threads ends. A
+/// thread serving a busy keep-alive client never ends its task, so those connections waited
+/// unserved for as long as that client kept asking. So every connection of a retired loop gives
+/// its slot back at its next request boundary, the lingering ones now, and the old pool's threads
+/// end within a request.
+fn this_accept_loop() -> u64 {
+    THIS_ACCEPT_LOOP.with(|this| {
+        if this.get() == 0 {
+            let mut handoff = handoff();
+            this.set(ACCEPT_LOOP.fetch_add(1, SeqCst) + 1);
+            ask_all_back_from(&mut handoff);
+        }
+        this.get()
+    })
+}
+
+/// Whether the accept loop that handed this connection over has been followed by another.
+fn retired(state: &State) -> bool {
+    state.accept_loop != ACCEPT_LOOP.load(SeqCst)
 }
 
 /// A connection's give-back has ended (tiny_http closed its socket): its slot is free.

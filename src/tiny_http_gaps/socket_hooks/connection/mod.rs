@@ -128,6 +128,9 @@ pub(super) struct State {
     /// The last hand-over that ended in a give-back: the shutdowns of its descriptors are
     /// tiny_http's teardown, not an end of the connection.
     pub(super) given_back: u64,
+    /// The accept loop of tiny_http's that the last hand-over went to (see
+    /// `handoff::this_accept_loop`).
+    pub(super) accept_loop: u64,
     /// On the hand-off's lingering list (see `handoff::start_lingering`).
     pub(super) listed: bool,
     /// Dropped unread by tiny_http once: on the hand-off's list of such connections until it
@@ -218,6 +221,7 @@ impl Connection {
                 shut: false,
                 handovers: 0,
                 given_back: 0,
+                accept_loop: 0,
                 listed: false,
                 dropped: false,
             }),
