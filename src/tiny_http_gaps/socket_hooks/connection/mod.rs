@@ -57,7 +57,7 @@ pub(super) enum Stage {
     /// drops it unread when its pool cannot start a thread for it (`TaskPool::spawn` panics, and
     /// the accept thread with it) or it cannot duplicate the socket: then the shutdowns are
     /// swallowed and the close returns it to `Ready`, its head still whole, for the next
-    /// accept loop.
+    /// accept loop, which retires the old loop's pool (see `handoff::this_accept_loop`).
     HandedOver,
     /// tiny_http's: one of its pool threads reads requests from a duplicate of the socket, and
     /// hellod's workers answer them.
