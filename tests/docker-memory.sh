@@ -302,6 +302,8 @@ memory_attacks() {
 # A bound missed prints a FAIL line; the Go record still runs, then the stage fails.
 capacity_script=tests/docker-capacity.py
 capacity_memory=64m
+# Connections each with a request in flight, in the served scenario.
+capacity_served=80
 
 capacity_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -399,7 +401,8 @@ memory_capacity() {
 
     port=$(capacity_free_port)
     capacity_start "$name" "$port" -e "HELLOD_LISTEN=127.0.0.1:$port" "$image"
-    capacity_run hellod served "$name" "$port"
+    # Fewer than the 85 hellod serves at once under 64 MiB: each one holds a thread.
+    capacity_run hellod served "$name" "$port" --connections "$capacity_served"
 
     port=$(capacity_free_port)
     capacity_start "$name" "$port" "$go_image" -addr "127.0.0.1:$port"
@@ -407,7 +410,7 @@ memory_capacity() {
 
     port=$(capacity_free_port)
     capacity_start "$name" "$port" "$go_image" -addr "127.0.0.1:$port"
-    capacity_run Go served "$name" "$port"
+    capacity_run Go served "$name" "$port" --connections "$capacity_served"
 
     local server
     for server in hellod Go; do
